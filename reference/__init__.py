@@ -1,0 +1,3 @@
+"""mailtape reference implementation: agent, backup server, on-tape format, protocols, real drivers."""
+
+__version__ = "0.1.0"

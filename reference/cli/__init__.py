@@ -1,0 +1,1 @@
+"""The ``mailtape`` command line."""
