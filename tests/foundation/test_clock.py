@@ -145,3 +145,42 @@ def test_adding_a_stream_does_not_shift_another():
 def test_seed_must_be_a_non_negative_int(bad):
     with pytest.raises(ValueError, match="seed"):
         SeedSequence(bad)
+
+
+def test_runtime_overlaps_devices_in_simulation():
+    """Two devices each busy 10 s, used by two concurrent tasks: 10 s of virtual time, not 20."""
+    from reference.runtime import Runtime
+
+    clock = VirtualClock(start=0.0)
+    runtime = Runtime(clock)
+    drives = [Timeline(clock), Timeline(clock)]
+
+    def write_block(timeline):
+        timeline.reserve(10.0)
+        return "written"
+
+    async def job(timeline):
+        return await runtime.call(write_block, timeline, timeline=timeline)
+
+    async def main():
+        return await asyncio.gather(job(drives[0]), job(drives[1]))
+
+    assert runtime.run(main()) == ["written", "written"]
+    assert clock.now() == 10.0
+
+
+def test_runtime_uses_threads_in_real_time():
+    import threading
+
+    from reference.runtime import Runtime
+
+    runtime = Runtime(RealClock())
+    main_thread = threading.get_ident()
+
+    async def main():
+        return await runtime.call(threading.get_ident)
+
+    try:
+        assert runtime.run(main()) != main_thread
+    finally:
+        runtime.close()
