@@ -1,0 +1,1 @@
+"""Emulated LTO tape drives, cartridges and tape libraries (spec tape-drive.md)."""
