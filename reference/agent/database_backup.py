@@ -321,8 +321,10 @@ class StorageGroupBackup:
         return ObjectEntry(prefix + name, kind, record.size, record.sha256.hex(), record.fla, database)
 
     async def _flush(self) -> None:
-        pending, self._pending = self._pending, []
-        for chunk in pending:
+        # The writer holds a reference to this list (its sink is ``self._pending.append``).
+        batch = self._pending[:]
+        self._pending.clear()
+        for chunk in batch:
             await self._session.send(chunk)
 
     # -- helpers ------------------------------------------------------------------------------
