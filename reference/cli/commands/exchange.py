@@ -31,7 +31,6 @@ from emulators.exchange.server import ExchangeServer
 from emulators.exchange.workload import MIB, Workload, WorkloadProfile, populate
 from reference.errors import MailtapeError, UsageError
 
-_CLOCK_KEY = b"clock"
 
 
 def _stdout() -> Console:
@@ -54,27 +53,34 @@ def _profile(edge_cases: bool) -> WorkloadProfile:
     return WorkloadProfile().with_edge_cases() if edge_cases else WorkloadProfile()
 
 
-def _save_clock(store: ServerMailboxStore) -> None:
-    """Keep the virtual time in every database so the next command continues from it."""
-    stamp = repr(store.clock.now()).encode()
-    for database in store.stores.values():
-        with database.db.transaction() as tx:
-            tx.put(META, _CLOCK_KEY, stamp)
+CLOCK_FILE = "virtual-clock.json"
 
 
-def _resume_clock(store: ServerMailboxStore) -> None:
-    saved = [float(raw) for d in store.stores.values() if (raw := d.db.get(META, _CLOCK_KEY)) is not None]
-    if saved:
-        store.clock.sleep_until(max(saved))
+def _saved_time(root: str | Path) -> float | None:
+    path = Path(root) / CLOCK_FILE
+    try:
+        return float(json.loads(path.read_text(encoding="utf-8"))["now"])
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError) as error:
+        raise MailtapeError(f"{path}: unreadable virtual clock ({error})") from None
+
+
+def save_clock(server: ExchangeServer) -> None:
+    """Keep the server's virtual time beside it, so the next command continues from it."""
+    path = Path(server.root) / CLOCK_FILE
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps({"now": server.clock.now()}) + "\n", encoding="utf-8")
+    os.replace(temporary, path)
 
 
 @contextmanager
-def _opened(root: str) -> Iterator[tuple[ExchangeServer, ServerMailboxStore]]:
-    server = ExchangeServer.open(root, clock=VirtualClock())
+def opened_server(root: str) -> Iterator[tuple[ExchangeServer, ServerMailboxStore]]:
+    """Start the emulated server at ROOT on its saved virtual clock; shut it down afterwards."""
+    saved = _saved_time(root)
+    server = ExchangeServer.open(root, clock=VirtualClock() if saved is None else VirtualClock(start=saved))
     try:
-        store = ServerMailboxStore.for_server(server)
-        _resume_clock(store)
-        yield server, store
+        yield server, ServerMailboxStore.for_server(server)
     finally:
         if server.running:
             server.shutdown()
@@ -123,7 +129,7 @@ def init(root: Path, profile: str, storage_groups: int, databases: int, mailboxe
             task = bar.add_task("populating", total=max(1, target))
             report = populate(store, target, seed=seed, mailboxes=mailboxes, clock=clock, profile=_profile(edge_cases),
                               progress=lambda done, total: bar.update(task, completed=done))
-        _save_clock(store)
+        save_clock(server)
     finally:
         server.shutdown()
     click.echo(f"created {server_name} ({profile}) at {root}: {storage_groups} storage group(s) x {databases} "
@@ -141,7 +147,7 @@ def init(root: Path, profile: str, storage_groups: int, databases: int, mailboxe
 @click.option("--edge-cases", is_flag=True, help="Also mail without Message-ID, malformed mail, odd folder names.")
 def activity(root: str, messages: int, seed: int | None, rate: float, edge_cases: bool) -> None:
     """Run day-to-day mail activity on the server's virtual clock."""
-    with _opened(root) as (server, store):
+    with opened_server(root) as (server, store):
         if seed is None:
             seed = _state_seed(store)
         with _progress(unit_bytes=False) as bar:
@@ -149,7 +155,7 @@ def activity(root: str, messages: int, seed: int | None, rate: float, edge_cases
             profile = replace(_profile(edge_cases), deliveries_per_hour=rate)
             report = Workload(store, store.clock, seed=seed, profile=profile).run(
                 messages, progress=lambda done, total: bar.update(task, completed=done))
-        _save_clock(store)
+        save_clock(server)
     done = ", ".join(f"{count} {name.replace('_', ' ')}" for name, count in sorted(report.operations.items()))
     click.echo(f"{done or 'nothing to do (no mailboxes)'}; {report.bytes_delivered / MIB:.1f} MiB delivered "
                f"over {report.virtual_seconds / 60:.1f} virtual minutes (seed {seed})")
@@ -169,7 +175,7 @@ def _state_seed(store: ServerMailboxStore) -> int:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(root: str, as_json: bool) -> None:
     """Storage groups, databases (mounted, sizes), log generations, checkpoint, circular logging."""
-    with _opened(root) as (server, store):
+    with opened_server(root) as (server, store):
         groups = []
         for group in server.storage_groups:
             instance = server.instance(group.name)
@@ -227,7 +233,7 @@ def _size(path: str) -> int | None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def mailboxes(root: str, as_json: bool) -> None:
     """Mailboxes on the server with their storage group, database, folder and item counts and sizes."""
-    with _opened(root) as (server, store):
+    with opened_server(root) as (server, store):
         rows = []
         for name, (group, database) in sorted(store.directory().items(), key=lambda kv: kv[0].casefold()):
             info = store.mailbox_info(name)
