@@ -1,0 +1,281 @@
+"""NDMP v4 numbers: message codes, error codes and the enums the messages use.
+
+Values from draft-skardal-ndmpv4-04 and the ``ndmp4.x`` used by NDMJOB/Amanda/Bareos.
+"""
+
+from __future__ import annotations
+
+import enum
+
+NDMP_VERSION = 4
+NDMP_PORT = 10000
+MD5_CHALLENGE_LENGTH = 64
+MD5_DIGEST_LENGTH = 16
+
+
+class MessageType(enum.IntEnum):
+    REQUEST = 0  # also POST
+    REPLY = 1
+
+
+class Error(enum.IntEnum):
+    NO_ERR = 0
+    NOT_SUPPORTED_ERR = 1
+    DEVICE_BUSY_ERR = 2
+    DEVICE_OPENED_ERR = 3
+    NOT_AUTHORIZED_ERR = 4
+    PERMISSION_ERR = 5
+    DEV_NOT_OPEN_ERR = 6
+    IO_ERR = 7
+    TIMEOUT_ERR = 8
+    ILLEGAL_ARGS_ERR = 9
+    NO_TAPE_LOADED_ERR = 10
+    WRITE_PROTECT_ERR = 11
+    EOF_ERR = 12
+    EOM_ERR = 13
+    FILE_NOT_FOUND_ERR = 14
+    BAD_FILE_ERR = 15
+    NO_DEVICE_ERR = 16
+    NO_BUS_ERR = 17
+    XDR_DECODE_ERR = 18
+    ILLEGAL_STATE_ERR = 19
+    UNDEFINED_ERR = 20
+    XDR_ENCODE_ERR = 21
+    NO_MEM_ERR = 22
+    CONNECT_ERR = 23
+    SEQUENCE_NUM_ERR = 24
+    READ_IN_PROGRESS_ERR = 25
+    PRECONDITION_ERR = 26
+    CLASS_NOT_SUPPORTED = 27
+    VERSION_NOT_SUPPORTED = 28
+    EXT_DUPL_CLASSES = 29
+    EXT_DN_ILLEGAL = 30
+
+
+class Message(enum.IntEnum):
+    CONNECT_OPEN = 0x900
+    CONNECT_CLIENT_AUTH = 0x901
+    CONNECT_CLOSE = 0x902
+    CONNECT_SERVER_AUTH = 0x903
+
+    CONFIG_GET_HOST_INFO = 0x100
+    CONFIG_GET_CONNECTION_TYPE = 0x102
+    CONFIG_GET_AUTH_ATTR = 0x103
+    CONFIG_GET_BUTYPE_INFO = 0x104
+    CONFIG_GET_FS_INFO = 0x105
+    CONFIG_GET_TAPE_INFO = 0x106
+    CONFIG_GET_SCSI_INFO = 0x107
+    CONFIG_GET_SERVER_INFO = 0x108
+    CONFIG_SET_EXT_LIST = 0x109
+    CONFIG_GET_EXT_LIST = 0x10A
+
+    SCSI_OPEN = 0x200
+    SCSI_CLOSE = 0x201
+    SCSI_GET_STATE = 0x202
+    SCSI_RESET_DEVICE = 0x204
+    SCSI_EXECUTE_CDB = 0x206
+
+    TAPE_OPEN = 0x300
+    TAPE_CLOSE = 0x301
+    TAPE_GET_STATE = 0x302
+    TAPE_MTIO = 0x303
+    TAPE_WRITE = 0x304
+    TAPE_READ = 0x305
+    TAPE_EXECUTE_CDB = 0x307
+
+    DATA_GET_STATE = 0x400
+    DATA_START_BACKUP = 0x401
+    DATA_START_RECOVER = 0x402
+    DATA_ABORT = 0x403
+    DATA_GET_ENV = 0x404
+    DATA_STOP = 0x407
+    DATA_LISTEN = 0x409
+    DATA_CONNECT = 0x40A
+    DATA_START_RECOVER_FILEHIST = 0x40B
+
+    NOTIFY_DATA_HALTED = 0x501
+    NOTIFY_CONNECTION_STATUS = 0x502
+    NOTIFY_MOVER_HALTED = 0x503
+    NOTIFY_MOVER_PAUSED = 0x504
+    NOTIFY_DATA_READ = 0x505
+
+    LOG_FILE = 0x602
+    LOG_MESSAGE = 0x603
+
+    FH_ADD_FILE = 0x703
+    FH_ADD_DIR = 0x704
+    FH_ADD_NODE = 0x705
+
+    MOVER_GET_STATE = 0xA00
+    MOVER_LISTEN = 0xA01
+    MOVER_CONTINUE = 0xA02
+    MOVER_ABORT = 0xA03
+    MOVER_STOP = 0xA04
+    MOVER_SET_WINDOW = 0xA05
+    MOVER_READ = 0xA06
+    MOVER_CLOSE = 0xA07
+    MOVER_SET_RECORD_SIZE = 0xA08
+    MOVER_CONNECT = 0xA09
+
+    # mailtape's proprietary extension (docs/ndmp.md "Commit handshake"): class MAILTAPE_EXT_CLASS.
+    MAILTAPE_DATA_COMMIT = 0x20FA0001
+
+
+EXT_STANDARD_BASE = 0x10000
+EXT_PROPRIETARY_BASE = 0x20000000
+MAILTAPE_EXT_CLASS = 0x20FA
+MAILTAPE_EXT_VERSION = 1
+
+
+class AuthType(enum.IntEnum):
+    NONE = 0
+    TEXT = 1
+    MD5 = 2
+
+
+class AddrType(enum.IntEnum):
+    LOCAL = 0
+    TCP = 1
+    RESERVED = 2
+    IPC = 3
+
+
+class ButypeAttr(enum.IntFlag):
+    BACKUP_FILELIST = 0x0002
+    RECOVER_FILELIST = 0x0004
+    BACKUP_DIRECT = 0x0008
+    RECOVER_DIRECT = 0x0010
+    BACKUP_INCREMENTAL = 0x0020
+    RECOVER_INCREMENTAL = 0x0040
+    BACKUP_UTF8 = 0x0080
+    RECOVER_UTF8 = 0x0100
+    BACKUP_FH_FILE = 0x0200
+    BACKUP_FH_DIR = 0x0400
+    RECOVER_FILEHIST = 0x0800
+    RECOVER_FH_FILE = 0x1000
+    RECOVER_FH_DIR = 0x2000
+
+
+class FsInfoUnsupported(enum.IntFlag):
+    TOTAL_SIZE = 0x01
+    USED_SIZE = 0x02
+    AVAIL_SIZE = 0x04
+    TOTAL_INODES = 0x08
+    USED_INODES = 0x10
+
+
+class TapeOpenMode(enum.IntEnum):
+    READ = 0
+    RDWR = 1
+    RAW = 2
+
+
+class TapeMtioOp(enum.IntEnum):
+    FSF = 0
+    BSF = 1
+    FSR = 2
+    BSR = 3
+    REW = 4
+    EOF = 5
+    OFF = 6
+    TUR = 7
+
+
+class DataOperation(enum.IntEnum):
+    NOACTION = 0
+    BACKUP = 1
+    RECOVER = 2
+    RECOVER_FILEHIST = 3
+
+
+class DataState(enum.IntEnum):
+    IDLE = 0
+    ACTIVE = 1
+    HALTED = 2
+    LISTEN = 3
+    CONNECTED = 4
+
+
+class DataHaltReason(enum.IntEnum):
+    NA = 0
+    SUCCESSFUL = 1
+    ABORTED = 2
+    INTERNAL_ERROR = 3
+    CONNECT_ERROR = 4
+
+
+class MoverMode(enum.IntEnum):
+    READ = 0
+    WRITE = 1
+    NOACTION = 2
+
+
+class MoverState(enum.IntEnum):
+    IDLE = 0
+    LISTEN = 1
+    ACTIVE = 2
+    PAUSED = 3
+    HALTED = 4
+
+
+class MoverPauseReason(enum.IntEnum):
+    NA = 0
+    EOM = 1
+    EOF = 2
+    SEEK = 3
+    MEDIA_ERROR = 4
+    EOW = 5
+
+
+class MoverHaltReason(enum.IntEnum):
+    NA = 0
+    CONNECT_CLOSED = 1
+    ABORTED = 2
+    INTERNAL_ERROR = 3
+    CONNECT_ERROR = 4
+
+
+class ConnectionStatus(enum.IntEnum):
+    CONNECTED = 0
+    SHUTDOWN = 1
+    REFUSED = 2
+
+
+class HasAssociatedMessage(enum.IntEnum):
+    NO = 0
+    YES = 1
+
+
+class LogType(enum.IntEnum):
+    NORMAL = 0
+    DEBUG = 1
+    ERROR = 2
+    WARNING = 3
+
+
+class RecoveryStatus(enum.IntEnum):
+    SUCCESSFUL = 0
+    FAILED_PERMISSION = 1
+    FAILED_NOT_FOUND = 2
+    FAILED_NO_DIRECTORY = 3
+    FAILED_OUT_OF_MEMORY = 4
+    FAILED_IO_ERROR = 5
+    FAILED_UNDEFINED_ERROR = 6
+
+
+class FsType(enum.IntEnum):
+    UNIX = 0
+    NT = 1
+    OTHER = 2
+
+
+class FileType(enum.IntEnum):
+    DIR = 0
+    FIFO = 1
+    CSPEC = 2
+    BSPEC = 3
+    REG = 4
+    SLINK = 5
+    SOCK = 6
+    REGISTRY = 7
+    OTHER = 8
