@@ -219,7 +219,11 @@ def test_render_parse_round_trip(status: ChangerStatus, device: str) -> None:
     """Property: parse(render(s)) == s for any inventory (tags lose only their padding)."""
     text = render_mtx_status(status, device)
     assert parse_mtx_status(text) == (device, status)
-    assert all(len(l.split("VolumeTag", 1)[-1].lstrip(" =")) == 32 for l in text.splitlines() if "VolumeTag" in l)
+    for line in text.splitlines():
+        if "VolumeTag" in line:
+            rest = line.split("VolumeTag", 1)[1]
+            tag = rest[len(" = "):] if rest.startswith(" = ") else rest[len("="):]
+            assert len(tag) == 32, line  # drive lines "VolumeTag = ", slot lines "VolumeTag=", 32-char padded
 
 
 @given(st.text(max_size=300))
