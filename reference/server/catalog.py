@@ -12,8 +12,10 @@ seek to. An object that spans cartridges lists every cartridge it touches in ``e
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +32,7 @@ CREATE TABLE IF NOT EXISTS media (
     family_id     INTEGER,
     sequence      INTEGER,
     label_count   INTEGER NOT NULL DEFAULT 0,
-    status        TEXT NOT NULL DEFAULT 'blank',   -- blank | append | full | error
+    status        TEXT NOT NULL DEFAULT 'blank',   -- blank | append | full | foreign | error
     labeled_at    REAL,
     bytes_written INTEGER NOT NULL DEFAULT 0,
     data_sets     INTEGER NOT NULL DEFAULT 0,
@@ -48,7 +50,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     bytes           INTEGER NOT NULL DEFAULT 0,
     objects         INTEGER NOT NULL DEFAULT 0,
     message         TEXT,
-    warnings        TEXT NOT NULL DEFAULT '[]'
+    warnings        TEXT NOT NULL DEFAULT '[]',
+    exit_status     INTEGER                        -- 0 ok, 1 warning, 2 failed (docs/server.md)
 );
 CREATE TABLE IF NOT EXISTS data_sets (
     id            INTEGER PRIMARY KEY,
@@ -88,11 +91,30 @@ CREATE TABLE IF NOT EXISTS extents (
     barcode   TEXT NOT NULL,
     PRIMARY KEY (object_id, seq)
 );
+CREATE TABLE IF NOT EXISTS set_media (
+    data_set_id INTEGER NOT NULL REFERENCES data_sets(id),
+    seq         INTEGER NOT NULL,
+    barcode     TEXT NOT NULL,                     -- every cartridge the set touches, in order
+    PRIMARY KEY (data_set_id, seq)
+);
 CREATE INDEX IF NOT EXISTS objects_by_set ON objects(data_set_id);
 CREATE INDEX IF NOT EXISTS sets_by_group ON data_sets(server, storage_group, completed);
 """
 
 BACKUP_TYPES = ("full", "incremental", "differential", "copy")
+JOB_EXIT_STATUS = {"ok": 0, "warning": 1, "failed": 2}
+
+
+def _locked(method):
+    """Writes go through one lock: jobs in worker threads share this connection (a transaction
+    on a shared connection must not interleave with another thread's statements)."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self.lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 @dataclass
@@ -130,10 +152,13 @@ class DataSetRecord:
     job_id: int | None = None
     id: int | None = None
     status: str = "ok"
+    cartridges: list[str] = field(default_factory=list)
+    """Every cartridge the set touches, in order — including one holding only its ESET (an end of
+    medium right after the data, mtf.md §7.11). Empty: derived from the objects' extents."""
 
 
 class Catalog:
-    """The SQLite catalog. Safe to open from several threads (one connection each call site)."""
+    """The SQLite catalog. One connection shared by the server's threads; writes take ``lock``."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -146,6 +171,10 @@ class Catalog:
         except sqlite3.DatabaseError as error:
             raise MailtapeError(f"{self.path}: not a usable mailtape catalog ({error})") from None
         self.db.row_factory = sqlite3.Row
+        self.lock = threading.RLock()
+        columns = {row["name"] for row in self.db.execute("PRAGMA table_info(jobs)")}
+        if "exit_status" not in columns:  # catalogs made before the column existed
+            self.db.execute("ALTER TABLE jobs ADD COLUMN exit_status INTEGER")
         self.db.execute(
             "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
         )
@@ -155,6 +184,7 @@ class Catalog:
 
     # -- jobs ---------------------------------------------------------------------------------
 
+    @_locked
     def start_job(self, kind: str, target: str, level: str | None = None, started: float | None = None) -> int:
         cursor = self.db.execute(
             "INSERT INTO jobs(kind, level, requested_level, target, status, started) VALUES (?,?,?,?,?,?)",
@@ -162,6 +192,7 @@ class Catalog:
         )
         return int(cursor.lastrowid)
 
+    @_locked
     def finish_job(
         self,
         job_id: int,
@@ -175,10 +206,10 @@ class Catalog:
         ended: float | None = None,
     ) -> None:
         self.db.execute(
-            "UPDATE jobs SET status=?, level=COALESCE(?, level), bytes=?, objects=?, message=?, warnings=?, ended=?"
-            " WHERE id=?",
+            "UPDATE jobs SET status=?, level=COALESCE(?, level), bytes=?, objects=?, message=?, warnings=?, ended=?,"
+            " exit_status=? WHERE id=?",
             (status, level, bytes, objects, message, json.dumps(warnings or []),
-             time.time() if ended is None else ended, job_id),
+             time.time() if ended is None else ended, JOB_EXIT_STATUS.get(status), job_id),
         )
 
     def jobs(self, limit: int = 100) -> list[dict]:
@@ -200,6 +231,25 @@ class Catalog:
         row = self.db.execute("SELECT * FROM media WHERE barcode=?", (barcode,)).fetchone()
         return dict(row) if row else None
 
+    @_locked
+    def add_medium(self, barcode: str, pool: str, status: str = "blank") -> None:
+        """Record a cartridge seen for the first time (no label of ours yet)."""
+        self.db.execute(
+            "INSERT INTO media(barcode, pool, status) VALUES (?, ?, ?) ON CONFLICT(barcode) DO NOTHING",
+            (barcode, pool, status),
+        )
+
+    @_locked
+    def restore_medium(self, row: dict) -> None:
+        """Insert or replace a whole media row (catalog rebuild)."""
+        names = ["barcode", "pool", "family_id", "sequence", "label_count", "status", "labeled_at",
+                 "bytes_written", "data_sets", "next_file"]
+        self.db.execute(
+            f"INSERT OR REPLACE INTO media({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+            [row[n] for n in names],
+        )
+
+    @_locked
     def label_medium(self, barcode: str, pool: str, family_id: int, sequence: int, labeled_at: float) -> None:
         """Record a (re)label. Data sets on the old contents of this cartridge become ``expired``."""
         with self._transaction():
@@ -207,9 +257,10 @@ class Catalog:
                 "INSERT INTO media(barcode, pool) VALUES (?, ?) ON CONFLICT(barcode) DO NOTHING", (barcode, pool)
             )
             self.db.execute(
-                "UPDATE data_sets SET status='expired' WHERE id IN "
-                "(SELECT DISTINCT o.data_set_id FROM objects o JOIN extents e ON e.object_id=o.id WHERE e.barcode=?)",
-                (barcode,),
+                "UPDATE data_sets SET status='expired' WHERE first_barcode=? OR id IN "
+                "(SELECT DISTINCT o.data_set_id FROM objects o JOIN extents e ON e.object_id=o.id WHERE e.barcode=?)"
+                " OR id IN (SELECT data_set_id FROM set_media WHERE barcode=?)",
+                (barcode, barcode, barcode),
             )
             self.db.execute(
                 "UPDATE media SET pool=?, family_id=?, sequence=?, label_count=label_count+1, status='append',"
@@ -217,8 +268,9 @@ class Catalog:
                 (pool, family_id, sequence, labeled_at, barcode),
             )
 
+    @_locked
     def update_medium(self, barcode: str, **fields) -> None:
-        allowed = {"status", "bytes_written", "next_file", "data_sets", "pool"}
+        allowed = {"status", "bytes_written", "next_file", "data_sets", "pool", "sequence", "family_id"}
         unknown = set(fields) - allowed
         if unknown:
             raise ValueError(f"cannot update media fields {sorted(unknown)}")
@@ -231,6 +283,7 @@ class Catalog:
         row = self.db.execute("SELECT MAX(set_number) FROM data_sets WHERE family_id=?", (family_id,)).fetchone()
         return (row[0] or 0) + 1
 
+    @_locked
     def commit_data_set(self, record: DataSetRecord) -> int:
         """Store a data set and all its objects atomically; returns its id.
 
@@ -261,6 +314,9 @@ class Catalog:
                     self.db.execute(
                         "INSERT INTO extents(object_id, seq, barcode) VALUES (?,?,?)", (object_id, seq, barcode)
                     )
+            for seq, barcode in enumerate(record.cartridges):
+                self.db.execute("INSERT INTO set_media(data_set_id, seq, barcode) VALUES (?,?,?)",
+                                (set_id, seq, barcode))
         record.id = set_id
         return set_id
 
@@ -303,10 +359,15 @@ class Catalog:
             log_gen_low=row["log_gen_low"], log_gen_high=row["log_gen_high"], first_barcode=row["first_barcode"],
             first_file=row["first_file"], bytes=row["bytes"], metadata=json.loads(row["metadata"]),
             status=row["status"], objects=self.objects(row["id"]) if with_objects else [],
+            cartridges=self.cartridges_of(row["id"]) if with_objects else [],
         )
 
     def cartridges_of(self, set_id: int) -> list[str]:
         """Every cartridge holding part of the set, in the order they were written."""
+        listed = [row[0] for row in self.db.execute(
+            "SELECT barcode FROM set_media WHERE data_set_id=? ORDER BY seq", (set_id,))]
+        if listed:
+            return listed
         rows = self.db.execute(
             "SELECT e.barcode, MIN(o.id * 1000 + e.seq) AS first FROM objects o JOIN extents e ON e.object_id=o.id"
             " WHERE o.data_set_id=? GROUP BY e.barcode ORDER BY first",
@@ -339,12 +400,14 @@ class Catalog:
                 "server": full.server, "storage_group": full.storage_group, "backup_type": full.backup_type,
                 "log_gen_low": full.log_gen_low, "log_gen_high": full.log_gen_high,
                 "first_barcode": full.first_barcode, "first_file": full.first_file, "bytes": full.bytes,
+                "cartridges": tuple(self.cartridges_of(record.id)),
                 "objects": [
                     (o.path, o.kind, o.database, o.size, o.sha256, o.barcode, o.tape_file, o.block, o.fla,
                      tuple(o.extents))
                     for o in full.objects
                 ],
             })
+        sets.sort(key=lambda s: (s["family_id"], s["set_number"]))  # media order, not commit order
         return {"data_sets": sets}
 
 

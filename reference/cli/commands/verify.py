@@ -1,0 +1,51 @@
+"""``mailtape verify SITE [--set N]``: re-read media and check every object against the catalog."""
+
+from __future__ import annotations
+
+import click
+
+from reference.errors import MailtapeError
+
+
+class VerifyFailed(MailtapeError):
+    """Verification found objects that do not match the catalog."""
+
+
+@click.command(name="verify")
+@click.argument("site", type=click.Path(file_okay=False))
+@click.option("--set", "set_ids", type=int, multiple=True, help="Catalog data set id (repeatable) [default: all].")
+@click.option("--drive", type=int, default=None, help="Drive to read with [default: the first].")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
+def command(site: str, set_ids: tuple[int, ...], drive: int | None, as_json: bool) -> None:
+    """Re-read data sets from tape: sizes, CSUM and SHA-256 against the catalog; exit 1 on any mismatch."""
+    from dataclasses import asdict
+
+    from reference.server.report import emit_json
+    from reference.server.site import open_site
+
+    opened = open_site(site)
+    try:
+        clock = opened.runtime.clock
+        job = opened.catalog.start_job("verify", ", ".join(map(str, set_ids)) or "all", started=clock.now())
+        reader = opened.reader(drive)
+        try:
+            report = reader.verify(list(set_ids) or None)
+        except MailtapeError as error:
+            opened.catalog.finish_job(job, "failed", message=str(error), ended=clock.now())
+            raise
+        finally:
+            reader.close()
+        opened.catalog.finish_job(job, "ok" if report.ok else "failed", bytes=report.bytes, objects=report.objects,
+                                  message=None if report.ok else f"{len(report.problems)} problem(s)",
+                                  ended=clock.now())
+    finally:
+        opened.close()
+    if as_json:
+        emit_json({"sets": report.sets, "objects": report.objects, "bytes": report.bytes,
+                   "problems": [asdict(p) for p in report.problems]})
+    else:
+        click.echo(f"verified {report.sets} data set(s), {report.objects} object(s), {report.bytes} bytes")
+        for problem in report.problems:
+            click.echo(f"MISMATCH {problem}")
+    if not report.ok:
+        raise VerifyFailed(f"verify found {len(report.problems)} problem(s) on {site}")

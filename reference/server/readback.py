@@ -1,0 +1,386 @@
+"""Reading media back: restore streams, verify, and catalog rebuild (like Bacula's bscan).
+
+All three load cartridges through the media manager (changer + drive), look at them through
+:class:`~reference.server.tapeview.TapeView` and let the MTF reader (``reference.format.reader``)
+do every bit of format work: walk, continuation joining across cartridges, CSUM/XSHA checks.
+
+* :meth:`MediaReader.read_objects` — a **synchronous generator** (device I/O is blocking; run it
+  in a worker thread or through ``Runtime.call`` from async code). For each selected object of a
+  data set it yields ``(ObjectRecord, chunks)``; ``chunks`` yields memoryviews of the object's
+  bytes in order and raises :class:`CorruptDataError` at its end if the size or SHA-256 differs
+  from the catalog, so a consumer must treat the object as bad when iteration raises. Consume
+  ``chunks`` before asking for the next object.
+* :meth:`MediaReader.verify` — re-read sets and compare every object with the catalog.
+* :func:`rebuild_catalog` — read every cartridge in the library and recreate media, data sets
+  and objects (``BackupMetadata.json`` gives server, storage group, level and log range).
+
+One drive serves all cartridges of a set: the reader first walks every cartridge (headers only;
+each cartridge's tape files are mapped then, while it is loaded) and then extracts, so a set
+spanning two cartridges loads each of them twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import struct
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+
+from reference.errors import CorruptDataError, MailtapeError, NotFoundError
+from reference.format import mtf_structs as m
+from reference.format.reader import MtfReader, ObjectEntry
+from reference.protocols.tape import TapeDevice
+from reference.server.catalog import Catalog, DataSetRecord, ObjectRecord
+from reference.server.media import SCRATCH_POOL, MediaManager, MediaOverwrittenError, TapeLabel
+from reference.server.tapeview import TapeFile, TapeView, map_files
+
+log = logging.getLogger("mailtape.server.readback")
+
+METADATA_NAME = "BackupMetadata.json"
+LOG_DIRECTORY = "Log Files"
+
+
+class _CatalogOrderReader(MtfReader):
+    """The MTF reader over media already in family/sequence order (the catalog knows it), so it
+    does not load every cartridge just to read its TAPE header for sorting."""
+
+    def _order(self, media):
+        return list(media)
+
+
+class _Mounter:
+    """Keeps one cartridge open in one drive; swaps when a view asks for another."""
+
+    def __init__(self, media: MediaManager, drive: int, *, check: bool = True):
+        self.media = media
+        self.drive = drive
+        self.check = check
+        self.barcode: str | None = None
+        self.device: TapeDevice | None = None
+        self.label: TapeLabel | None = None
+        self.blank = False
+        self.epoch = 0
+
+    def mount(self, barcode: str) -> TapeDevice:
+        if self.barcode != barcode or self.device is None:
+            self.close()
+            self.device, self.label, self.blank = self.media.mount_for_read(barcode, self.drive, check=self.check)
+            self.barcode = barcode
+            self.epoch += 1
+        return self.device
+
+    def close(self) -> None:
+        if self.device is not None:
+            try:
+                self.device.close()
+            finally:
+                self.device = None
+                self.barcode = None
+
+
+def object_path(entry: ObjectEntry) -> str:
+    """The catalog path of a reader object: directory components then name (``DB1/priv1.edb``)."""
+    return "/".join(list(entry.path) + [entry.name])
+
+
+@dataclass
+class VerifyProblem:
+    data_set_id: int
+    barcode: str
+    tape_file: int
+    object: str
+    message: str
+
+    def __str__(self) -> str:
+        return (f"set {self.data_set_id}: cartridge {self.barcode} file {self.tape_file}: "
+                f"{self.object}: {self.message}")
+
+
+@dataclass
+class VerifyReport:
+    sets: int = 0
+    objects: int = 0
+    bytes: int = 0
+    problems: list[VerifyProblem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+class MediaReader:
+    """Read-back of cataloged data sets through one drive of the site."""
+
+    def __init__(self, catalog: Catalog, media: MediaManager, drive: int | None = None):
+        self.catalog = catalog
+        self.media = media
+        self.mounter = _Mounter(media, media.drives.numbers[0] if drive is None else drive)
+
+    def close(self) -> None:
+        self.mounter.close()
+
+    # -- views --------------------------------------------------------------------------------
+
+    def _view(self, barcode: str, first_file: int) -> TapeView:
+        """File 0 and the set's files (``first_file`` up to its ESET or the EOTM), mapped lazily."""
+
+        def mapper(device):
+            files = [TapeFile(0, 0, 1, b"TAPE")] + map_files(device, first_file, stop_at=(b"ESET", b"EOTM"))
+            return self.mounter.label.block_size, files
+
+        return TapeView(barcode, lambda: self.mounter.mount(barcode), epoch=lambda: self.mounter.epoch,
+                        mapper=mapper)
+
+    def _set_views(self, record: DataSetRecord) -> list[TapeView]:
+        if record.status != "ok":
+            raise MediaOverwrittenError(
+                f"data set {record.id} ({record.storage_group}, {record.backup_type}) was on media that has since "
+                "been overwritten or relabelled")
+        barcodes = self.catalog.cartridges_of(record.id)
+        views = []
+        for index, barcode in enumerate(barcodes):
+            views.append(self._view(barcode, record.first_file if index == 0 else 1))
+        return views
+
+    def _walk(self, record: DataSetRecord):
+        views = self._set_views(record)
+        reader = _CatalogOrderReader(views)
+        found = reader.read()
+        sets = [s for s in found.sets if s.number == record.set_number]
+        if not sets:
+            where = f"cartridge {record.first_barcode} file {record.first_file}"
+            raise MediaOverwrittenError(f"data set {record.id} (set number {record.set_number}) is not at {where}: "
+                                        "the media was overwritten or the catalog is wrong")
+        by_path = {object_path(e): e for e in sets[0].objects if not e.corrupt_flag}
+        # A set that starts on cartridge N > 1 of its family needs none before it: the reader's
+        # "continuation cartridge without its predecessor" note about the first view is expected.
+        problems = [p for p in found.problems if not (p.kind == "missing" and p.medium == views[0].name)]
+        return reader, views, by_path, problems
+
+    # -- restore ------------------------------------------------------------------------------
+
+    def read_objects(self, data_set_id: int, select: Callable[[ObjectRecord], bool] | Iterable[str] | None = None
+                     ) -> Iterator[tuple[ObjectRecord, Iterator[memoryview]]]:
+        """See the module docstring. ``select``: None (all), a predicate, or a collection of paths."""
+        record = self.catalog.data_set(data_set_id)
+        wanted = _selector(select)
+        chosen = [o for o in record.objects if wanted(o)]
+        if not chosen:
+            return
+        reader, _views, by_path, _problems = self._walk(record)
+        for obj in chosen:
+            entry = by_path.get(obj.path)
+            if entry is None:
+                raise CorruptDataError(f"object {obj.path!r} of data set {data_set_id} not found on the media "
+                                       "(damaged?)", where=f"cartridge {obj.barcode} file {obj.tape_file}")
+            yield obj, self._chunks(reader, entry, obj)
+
+    def read_chain(self, data_set_ids: Iterable[int], select=None):
+        """``read_objects`` over several data sets in order (a restore chain): yields (set id, object, chunks)."""
+        for set_id in data_set_ids:
+            for obj, chunks in self.read_objects(set_id, select):
+                yield set_id, obj, chunks
+
+    @staticmethod
+    def _chunks(reader: MtfReader, entry: ObjectEntry, obj: ObjectRecord) -> Iterator[memoryview]:
+        digest = hashlib.sha256()
+        got = 0
+        for view in reader.iter_object(entry):
+            digest.update(view)
+            got += len(view)
+            yield view
+        where = f"cartridge {obj.barcode} file {obj.tape_file}"
+        if got != obj.size:
+            raise CorruptDataError(f"object {obj.path!r}: read {got} of {obj.size} bytes", where=where)
+        if digest.hexdigest() != obj.sha256:
+            raise CorruptDataError(f"object {obj.path!r}: SHA-256 of the data read back does not match the catalog",
+                                   where=where)
+
+    # -- verify -------------------------------------------------------------------------------
+
+    def verify(self, set_ids: Iterable[int] | None = None) -> VerifyReport:
+        report = VerifyReport()
+        ids = list(set_ids) if set_ids is not None else [s.id for s in self.catalog.data_sets() if s.status == "ok"]
+        for set_id in ids:
+            record = self.catalog.data_set(set_id)
+            report.sets += 1
+            try:
+                reader, _views, by_path, problems = self._walk(record)
+            except MailtapeError as error:
+                report.problems.append(VerifyProblem(set_id, record.first_barcode, record.first_file, "(data set)",
+                                                     str(error)))
+                continue
+            for problem in problems:
+                report.problems.append(VerifyProblem(set_id, problem.medium, -1, ", ".join(problem.objects) or "-",
+                                                     f"{problem.kind}: {problem.message}"))
+            for obj in record.objects:
+                report.objects += 1
+                entry = by_path.get(obj.path)
+                if entry is None:
+                    report.problems.append(VerifyProblem(set_id, obj.barcode, obj.tape_file, obj.path,
+                                                         "not found on the media"))
+                    continue
+                wrong = reader.verify_object(entry)
+                if entry.sha256 is not None and entry.sha256.hex() != obj.sha256:
+                    wrong.append("SHA-256 on the media differs from the catalog")
+                if entry.size != obj.size:
+                    wrong.append(f"size on the media {entry.size} differs from the catalog {obj.size}")
+                report.bytes += entry.size
+                for message in wrong:
+                    report.problems.append(VerifyProblem(set_id, obj.barcode, obj.tape_file, obj.path, message))
+        return report
+
+
+def _selector(select) -> Callable[[ObjectRecord], bool]:
+    if select is None:
+        return lambda o: True
+    if callable(select):
+        return select
+    paths = set(select)
+    return lambda o: o.path in paths
+
+
+# -- rebuild -------------------------------------------------------------------------------------
+
+
+@dataclass
+class RebuildResult:
+    media: int = 0
+    data_sets: int = 0
+    objects: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def rebuild_catalog(target: Catalog, media: MediaManager, drive: int | None = None) -> RebuildResult:
+    """Read every cartridge in the library and recreate its media, data sets and objects in ``target``.
+
+    ``media`` may be built on a throw-away catalog: only its changer and drives are used to read
+    (labels are not checked against any catalog).
+    """
+    result = RebuildResult()
+    mounter = _Mounter(media, media.drives.numbers[0] if drive is None else drive, check=False)
+    families: dict[int, list[tuple[TapeLabel, str]]] = {}
+    try:
+        for barcode in media.library_barcodes():
+            device = mounter.mount(barcode)
+            label = mounter.label
+            result.media += 1
+            if label is None:
+                blank = mounter.blank
+                target.restore_medium(_media_row(barcode, SCRATCH_POOL if blank else "Foreign",
+                                                 status="blank" if blank else "foreign"))
+                continue
+            families.setdefault(label.family_id, []).append((label, barcode))
+        for family_id, members in sorted(families.items()):
+            members.sort(key=lambda lb: lb[0].sequence)
+            views = []
+            for label, barcode in members:
+                views.append(TapeView(
+                    barcode, lambda b=barcode: mounter.mount(b), epoch=lambda: mounter.epoch,
+                    mapper=lambda device, size=label.block_size: (size, [TapeFile(0, 0, 1, b"TAPE")]
+                                                                   + map_files(device, 1))))
+            _rebuild_family(target, family_id, members, views, result)
+    finally:
+        mounter.close()
+    return result
+
+
+def _media_row(barcode: str, pool: str, **fields) -> dict:
+    row = {"barcode": barcode, "pool": pool, "family_id": None, "sequence": None, "label_count": 0,
+           "status": "blank", "labeled_at": None, "bytes_written": 0, "data_sets": 0, "next_file": 0}
+    row.update(fields)
+    return row
+
+
+def _timestamp(value) -> float:
+    if isinstance(value, dt.datetime):
+        return value.replace(tzinfo=dt.timezone.utc).timestamp()
+    return 0.0
+
+
+def _rebuild_family(target: Catalog, family_id: int, members, views: list[TapeView], result: RebuildResult) -> None:
+    reader = _CatalogOrderReader(views)
+    found = reader.read()
+    result.problems += [str(p) for p in found.problems]
+    names = [v.name for v in views]
+    # Where each set starts: the first non-continuation SSET (set number from its fixed part).
+    starts: dict[int, tuple[str, int]] = {}
+    touched: dict[int, list[str]] = {}
+    for view in views:
+        for index, f in enumerate(view.files):
+            if f.kind != b"SSET":
+                continue
+            head = bytes(view.read(view.file_offset(index), m.DB_HDR_SIZE + m.SsetFixed.sizeof()))
+            _k, attr, *_ = m.header_fields(head)
+            number = m.SsetFixed.parse(head[52:]).set_number
+            if not attr & m.MTF_CONTINUATION and number not in starts:
+                starts[number] = (view.name, f.number)
+                touched[number] = []
+            if number in touched and view.name not in touched[number]:
+                touched[number].append(view.name)
+    cataloged: list[int] = []
+    for entry in found.sets:
+        if not entry.ended or entry.number not in starts:
+            result.problems.append(f"family {family_id:08X}: data set {entry.number} is incomplete; not cataloged")
+            continue
+        first_barcode, first_file = starts[entry.number]
+        objects = []
+        metadata: dict = {}
+        for obj in entry.objects:
+            if obj.corrupt_flag or obj.incomplete:
+                continue
+            path = object_path(obj)
+            view = views[names.index(obj.medium)]
+            tape_file, block = view.position(obj.offset)
+            fla = m.header_fields(bytes(view.read(obj.offset, m.DB_HDR_SIZE)))[4]
+            extents = list(dict.fromkeys([obj.medium] + [names[p.medium] for p in obj.pieces]))
+            kind, database = _classify(obj)
+            objects.append(ObjectRecord(path, kind, obj.size, (obj.sha256 or b"").hex(), obj.medium, tape_file,
+                                        block, fla, database, extents))
+            if path == METADATA_NAME:
+                metadata = _read_metadata(reader, obj)
+        record = DataSetRecord(
+            set_number=entry.number, family_id=family_id, kind=metadata.get("kind", "database"),
+            server=metadata.get("server", ""), storage_group=metadata.get("storage_group", entry.name),
+            backup_type=metadata.get("backup_type", "full"), started=_timestamp(entry.write_date),
+            completed=_timestamp(entry.write_date), first_barcode=first_barcode, first_file=first_file,
+            bytes=sum(o.size for o in objects), objects=objects, log_gen_low=metadata.get("log_gen_low"),
+            log_gen_high=metadata.get("log_gen_high"), metadata=metadata, cartridges=touched[entry.number],
+        )
+        target.commit_data_set(record)
+        cataloged.append(entry.number)
+        result.data_sets += 1
+        result.objects += len(objects)
+    for (label, barcode), view in zip(members, views):
+        full = bool(view.files) and view.files[-1].kind == b"EOTM"
+        target.restore_medium(_media_row(
+            barcode, label.pool, family_id=family_id, sequence=label.sequence, label_count=1,
+            status="full" if full else "append", labeled_at=None, bytes_written=view.size,
+            data_sets=sum(1 for n in cataloged if barcode in touched[n]), next_file=len(view.files),
+        ))
+
+
+def _classify(obj: ObjectEntry) -> tuple[str, str | None]:
+    """Object kind and database from the agent's layout (docs/server.md, "Rebuild")."""
+    folder = obj.path[0] if obj.path else None
+    if obj.name == METADATA_NAME and not obj.path:
+        return "metadata", None
+    if folder == LOG_DIRECTORY:
+        return "log", None
+    if obj.name == "DatabaseBackupInfo":
+        return "metadata", folder
+    return "stream", folder
+
+
+def _read_metadata(reader: MtfReader, entry: ObjectEntry) -> dict:
+    if entry.size > 16 << 20:
+        return {}
+    raw = b"".join(bytes(v) for v in reader.iter_object(entry))
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
