@@ -66,14 +66,37 @@ def summary_table(rows: list[dict]) -> Table:
               help="Storage group to back up (repeat; default: all).")
 @click.option("--database", "-d", "databases", multiple=True,
               help="Only these stores of the group (full/copy; default: all).")
+@click.option("--mailboxes", "-m", "mailboxes", multiple=True,
+              help="Mailbox-level backup of mailboxes matching this pattern (repeat or comma-separate).")
+@click.option("--folders", "folders", multiple=True, help="With --mailboxes: only folders matching (e.g. 'Inbox/*').")
+@click.option("--exclude-folder", "exclude_folders", multiple=True, help="With --mailboxes: skip these folders.")
+@click.option("--since", help="With --mailboxes: only items received since (ISO date or Unix seconds).")
+@click.option("--before", help="With --mailboxes: only items received before.")
+@click.option("--imap", "imap_urls", multiple=True,
+              help="With --mailboxes: back up an IMAP server (imap[s]://user@host:port; password from "
+                   "$MAILTAPE_IMAP_PASSWORD) instead of the site's Exchange server.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def command(site: Path, level: str, storage_groups: tuple[str, ...], databases: tuple[str, ...], as_json: bool) -> None:
-    """Back up Exchange storage groups of SITE's server to tape, online.
+def command(site: Path, level: str, storage_groups: tuple[str, ...], databases: tuple[str, ...],
+            mailboxes: tuple[str, ...], folders: tuple[str, ...], exclude_folders: tuple[str, ...],
+            since: str | None, before: str | None, imap_urls: tuple[str, ...], as_json: bool) -> None:
+    """Back up SITE's Exchange server to tape: storage groups online (database level) or, with
+    --mailboxes, individual mailboxes and folders (brick level).
 
     Each storage group becomes one MTF data set on its own drive; logs are truncated only after
     the set is on tape and in the catalog.
     """
     from reference.jobs import backup_storage_groups
+
+    if mailboxes or imap_urls:
+        if storage_groups or databases:
+            raise click.UsageError("--mailboxes and --storage-group/--database are different backups; run them separately")
+        from reference.brick_cli import add_mailbox_backup
+
+        add_mailbox_backup(site, list(imap_urls) or None, mailboxes or ("*",), folders, since, level, as_json,
+                           exclude_folders=exclude_folders, before=before)
+        return
+    if folders or exclude_folders or since or before:
+        raise click.UsageError("--folders, --exclude-folder, --since and --before go with --mailboxes")
 
     console = Console(stderr=True)
     with site_with_exchange(site) as (site_handle, server, _store):

@@ -37,7 +37,7 @@ def _prepare_targets(server, storage_group: str, databases: list[str] | None, di
 
 @click.command("restore")
 @click.argument("site", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--storage-group", "-g", required=True, help="Storage group to restore (its name at backup time).")
+@click.option("--storage-group", "-g", help="Storage group to restore (its name at backup time).")
 @click.option("--database", "-d", "databases", multiple=True, help="Only these stores (repeat; default: all in the backup).")
 @click.option("--point-in-time", is_flag=True,
               help="Stop after the restored logs (no roll-forward into the current logs).")
@@ -48,15 +48,47 @@ def _prepare_targets(server, storage_group: str, databases: list[str] | None, di
 @click.option("--recovery-storage-group", "to_rsg", is_flag=True,
               help="Restore into the Recovery Storage Group (created if missing; emulated server).")
 @click.option("--no-mount", is_flag=True, help="Leave the databases dismounted after recovery.")
+@click.option("--mailbox", "-m", help="Mailbox-level restore of this mailbox (pattern) instead of a storage group.")
+@click.option("--folder", help="With --mailbox: only this folder (pattern, e.g. 'Inbox/Projects').")
+@click.option("--to", "to", help="With --mailbox: restore into another mailbox (MAILBOX or MAILBOX/FOLDER).")
+@click.option("--to-folder", help="With --mailbox: restore under this folder of the target mailbox.")
+@click.option("--conflict", type=click.Choice(["skip", "overwrite", "copy"]), default="skip", show_default=True,
+              help="With --mailbox: what to do when an item already exists.")
+@click.option("--dry-run", is_flag=True, help="With --mailbox: list what would be restored, change nothing.")
+@click.option("--mark-unread", is_flag=True, help="With --mailbox: restored items are marked unread.")
+@click.option("--imap", "imap_urls", multiple=True,
+              help="With --mailbox: restore into an IMAP server (imap[s]://user@host:port) instead of the site's Exchange.")
+@click.option("--at-time", "at_time", help="With --mailbox: point in time (ISO date or Unix seconds).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def command(site: Path, storage_group: str, databases: tuple[str, ...], point_in_time: bool, set_id: int | None,
-            at: float | None, dismount: bool, to_rsg: bool, no_mount: bool, as_json: bool) -> None:
-    """Restore a storage group of SITE's Exchange server from tape.
+def command(site: Path, storage_group: str | None, databases: tuple[str, ...], point_in_time: bool,
+            set_id: int | None, at: float | None, dismount: bool, to_rsg: bool, no_mount: bool, mailbox: str | None,
+            folder: str | None, to: str | None, to_folder: str | None, conflict: str, dry_run: bool,
+            mark_unread: bool, imap_urls: tuple[str, ...], at_time: str | None, as_json: bool) -> None:
+    """Restore from tape: a storage group of SITE's Exchange server (database level) or, with
+    --mailbox, mailboxes, folders and items (brick level).
 
     The catalog picks the full backup and every later incremental, or the full and the last
     differential; Exchange then replays the logs (and, unless --point-in-time, the current ones).
     """
     from reference.jobs import resolve_storage_groups, restore_storage_group
+
+    if mailbox:
+        if storage_group or databases or point_in_time or dismount or to_rsg or no_mount:
+            raise click.UsageError("--mailbox restores items; --storage-group/--database/--point-in-time/--dismount/"
+                                   "--recovery-storage-group/--no-mount are for database restores")
+        from reference.brick_cli import run_mailbox_restore
+
+        if to and "/" in to and not to_folder:
+            to, to_folder = to.split("/", 1)
+
+        run_mailbox_restore(site, list(imap_urls) or None, mailbox, folder, to, conflict, dry_run,
+                            at_time if at_time is not None else at, set_id, as_json, to_folder=to_folder,
+                            mark_unread=mark_unread)
+        return
+    if not storage_group:
+        raise click.UsageError("give --storage-group (database restore) or --mailbox (mailbox restore)")
+    if folder or to or to_folder or dry_run or mark_unread or imap_urls or at_time:
+        raise click.UsageError("--folder, --to, --to-folder, --dry-run, --mark-unread, --imap and --at-time go with --mailbox")
 
     mode = "point-in-time" if point_in_time else "roll-forward"
     with site_with_exchange(site) as (site_handle, server, _store):
