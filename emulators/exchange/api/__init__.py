@@ -1,0 +1,1 @@
+"""The ``esebcli2`` API surface of the emulated server: backup and restore contexts."""
