@@ -96,6 +96,10 @@ class RealClock:
         self.sleep(moment - time.time())
 
 
+VIRTUAL_RESOLUTION = 1e-6
+"""Seconds; well above the float spacing of epoch-sized timestamps (~2.4e-7 s near 1.1e9)."""
+
+
 class _VirtualTimeSelector(selectors.DefaultSelector):
     """A selector that polls real file descriptors without blocking and, when nothing is ready,
     jumps the virtual clock forward by the timeout the loop asked to wait (the next timer)."""
@@ -112,7 +116,9 @@ class _VirtualTimeSelector(selectors.DefaultSelector):
             # Nothing scheduled and nothing ready: only real I/O can wake us, so really wait for it.
             return super().select(None)
         if timeout > 0:
-            self._clock.advance(timeout)
+            # Never less than the loop's resolution: at epoch-sized times a tiny float step can
+            # leave the clock where it was, and the loop would spin forever on the same timer.
+            self._clock.advance(max(timeout, VIRTUAL_RESOLUTION))
         return ready
 
 
@@ -125,6 +131,7 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
     def __init__(self, clock: VirtualClock):
         super().__init__(_VirtualTimeSelector(clock))
         self.clock = clock
+        self._clock_resolution = VIRTUAL_RESOLUTION  # timers within this of "now" are due
 
     def time(self) -> float:
         return self.clock.now()

@@ -92,15 +92,21 @@ class _TapeObject:
     kind: str
     size: int
     _chunks: Iterator
+    _wait: Callable
 
     async def chunks(self) -> AsyncIterator[bytes]:
         for chunk in self._chunks:
+            await self._wait()  # the drive's read time, on the virtual clock
             yield chunk
 
 
-async def _objects_from_media(reader, set_ids: list[int]) -> AsyncIterator[_TapeObject]:
+async def _objects_from_media(site, reader, set_ids: list[int]) -> AsyncIterator[_TapeObject]:
+    async def wait() -> None:
+        await site.runtime.wait_for(site.media.drives.timeline(reader.mounter.drive))
+
     for _set_id, record, chunks in reader.read_chain(set_ids):
-        yield _TapeObject(record.path, record.kind, record.size, chunks)
+        await wait()
+        yield _TapeObject(record.path, record.kind, record.size, chunks, wait)
 
 
 async def restore_storage_group(
@@ -122,7 +128,7 @@ async def restore_storage_group(
     reader = site.reader()
     restore = StorageGroupRestore(api, name, runtime=site.runtime, mode=mode, databases=databases, mount=mount)
     try:
-        result = await restore.run(_objects_from_media(reader, [s.id for s in chain]))
+        result = await restore.run(_objects_from_media(site, reader, [s.id for s in chain]))
     except ExchangeError as error:
         site.catalog.finish_job(job_id, "failed", message=str(error), ended=clock.now())
         raise ExchangeRefused(f"restore of {name!r}: Exchange refused: {error}") from error

@@ -34,11 +34,15 @@ class Runtime:
         """Run a blocking ``function``; in simulation, then wait until ``timeline``'s device is free."""
         if self.simulated:
             result = function(*args, **kwargs)
-            if timeline is not None and timeline.busy_until > self.clock.now():
-                await asyncio.sleep(timeline.busy_until - self.clock.now())
+            await self.wait_for(timeline)
             return result
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(function, *args, **kwargs))
+
+    async def wait_for(self, timeline: Timeline | None) -> None:
+        """In simulation, wait until the device behind ``timeline`` has finished its booked work."""
+        if self.simulated and timeline is not None and timeline.busy_until > self.clock.now():
+            await asyncio.sleep(timeline.busy_until - self.clock.now())
 
     def run(self, coro):
         """Run ``coro`` to completion on a loop driven by this runtime's clock."""

@@ -64,6 +64,7 @@ class DriveTiming:
         self.drive = drive
         self.timeline = timeline or Timeline(clock)
         self.counters = StreamingCounters()
+        self.wait_in_place = True
         self.media: MediaProfile | None = None
         self._origin = clock.now()
         self._t = clock.now()
@@ -80,11 +81,17 @@ class DriveTiming:
     # ------------------------------------------------------------------ helpers
 
     def _book(self, cost_at) -> float:
-        """Run ``cost_at(start)`` at the moment the drive is free, book it, wait for it."""
+        """Run ``cost_at(start)`` at the moment the drive is free, book it, wait for it.
+
+        With ``wait_in_place`` off the caller waits instead (an asyncio job awaiting the drive's
+        timeline through ``reference.runtime.Runtime``), so drives used by concurrent jobs overlap
+        in virtual time rather than adding up.
+        """
         start = max(self.clock.now(), self.timeline.busy_until)
         cost = cost_at(start)
         done = self.timeline.reserve(cost)
-        self.clock.sleep_until(done)
+        if self.wait_in_place:
+            self.clock.sleep_until(done)
         return cost
 
     def _sample(self, now: float, force: bool = False) -> None:

@@ -133,6 +133,9 @@ def open_site(path, *, clock: Clock | None = None, catalog_path: Path | None = N
                 DriveState.create(state_path, generation=drive_generation_for(probe.state.media),
                                   name=f"nst{bay.number}")
             live[bay.number] = open_persisted_drive(state_path, clock)
+            if runtime.simulated and live[bay.number].timing is not None:
+                # Jobs await the drive's timeline (Runtime.call), so two drives overlap in virtual time.
+                live[bay.number].timing.wait_in_place = False
         changer = EmulatedLibrary(library_root, clock=clock, drives=live)
         drives = EmulatedDrives(live)
     else:

@@ -184,3 +184,17 @@ def test_runtime_uses_threads_in_real_time():
         assert runtime.run(main()) != main_thread
     finally:
         runtime.close()
+
+
+def test_virtual_loop_does_not_spin_on_sub_resolution_sleeps():
+    """At epoch-sized times a 1e-8 s sleep is below float spacing; the loop must still move on."""
+    clock = VirtualClock(start=1_100_000_000.0)
+
+    async def main():
+        for _ in range(1000):
+            await asyncio.sleep(1e-8)
+        return "done"
+
+    wall = time.monotonic()
+    assert run(main(), clock) == "done"
+    assert time.monotonic() - wall < 5
