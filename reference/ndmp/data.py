@@ -70,6 +70,25 @@ class DataJob:
         self.read_length = 0
         self._abort = threading.Event()
         self._fh: list[m.File] = []
+        #: per-job commit hook (MAILTAPE_DATA_COMMIT), preferred over the butype's ``on_committed``
+        self.on_committed: Callable[[dict[str, str]], None] | None = None
+        #: called once when the job is let go: DATA_STOP, or its control connection closing. A
+        #: backup that was not committed by then never will be (the agent keeps its logs).
+        self.on_released: Callable[[bool], None] | None = None
+        self.committed = False
+        self._released = False
+
+    def release(self) -> None:
+        """Tell the butype the job is over (``on_released(committed)``); once, on the event loop."""
+        if self._released:
+            return
+        self._released = True
+        self._abort.set()
+        if self.on_released is not None:
+            try:
+                self.on_released(self.committed)
+            except Exception:  # noqa: BLE001 - a butype's cleanup must not break DATA_STOP
+                log.exception("ndmp data: release hook failed")
 
     @property
     def aborted(self) -> bool:
@@ -179,7 +198,7 @@ class DataService:
 
     async def _on_session_close(self, st: DataState) -> None:
         if st.job is not None:
-            st.job._abort.set()
+            st.job.release()
         for s in (st.sock, st.listener):
             if s is not None:
                 try:
@@ -426,6 +445,8 @@ class DataService:
     def _stop(self, session: Session, body: None) -> m.ErrorReply:
         st = self._st(session)
         self._require(st, c.DataState.HALTED)
+        if st.job is not None:
+            st.job.release()
         st.close_sockets()
         st.reset()
         return m.ErrorReply(c.Error.NO_ERR)
@@ -448,11 +469,13 @@ class DataService:
             raise NdmpError(c.Error.ILLEGAL_STATE_ERR, "this backup was already committed")
         env = dict(st.job.env)
         env.update({p.name: p.value for p in body.env})
-        if st.butype is not None and st.butype.on_committed is not None:
+        hook = st.job.on_committed or (st.butype.on_committed if st.butype is not None else None)
+        if hook is not None:
             try:
-                await asyncio.get_running_loop().run_in_executor(None, st.butype.on_committed, env)
+                await asyncio.get_running_loop().run_in_executor(None, hook, env)
             except Exception as exc:  # noqa: BLE001 - the DMA must learn the commit hook failed
                 log.exception("ndmp data: commit hook of %s failed", st.butype.name)
                 raise NdmpError(c.Error.UNDEFINED_ERR, f"commit hook failed: {exc}") from exc
         st.committed = True
+        st.job.committed = True
         return m.ErrorReply(c.Error.NO_ERR)
