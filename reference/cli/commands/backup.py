@@ -75,10 +75,14 @@ def summary_table(rows: list[dict]) -> Table:
 @click.option("--imap", "imap_urls", multiple=True,
               help="With --mailboxes: back up an IMAP server (imap[s]://user@host:port; password from "
                    "$MAILTAPE_IMAP_PASSWORD) instead of the site's Exchange server.")
+@click.option("--agent", "agent_url",
+              help="Drive a remote agent over NDMP (ndmp://host:port; credentials from $MAILTAPE_NDMP_USER and "
+                   "$MAILTAPE_NDMP_PASSWORD) instead of the site's local Exchange server.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 def command(site: Path, level: str, storage_groups: tuple[str, ...], databases: tuple[str, ...],
             mailboxes: tuple[str, ...], folders: tuple[str, ...], exclude_folders: tuple[str, ...],
-            since: str | None, before: str | None, imap_urls: tuple[str, ...], as_json: bool) -> None:
+            since: str | None, before: str | None, imap_urls: tuple[str, ...], agent_url: str | None,
+            as_json: bool) -> None:
     """Back up SITE's Exchange server to tape: storage groups online (database level) or, with
     --mailboxes, individual mailboxes and folders (brick level).
 
@@ -98,6 +102,10 @@ def command(site: Path, level: str, storage_groups: tuple[str, ...], databases: 
     if folders or exclude_folders or since or before:
         raise click.UsageError("--folders, --exclude-folder, --since and --before go with --mailboxes")
 
+    if agent_url:
+        results = _remote_backup(site, agent_url, list(storage_groups) or None, level, list(databases) or None)
+        _print_results([result_dict(r) for r in results], as_json)
+        return
     console = Console(stderr=True)
     with site_with_exchange(site) as (site_handle, server, _store):
         api = server.backup_api()
@@ -110,7 +118,25 @@ def command(site: Path, level: str, storage_groups: tuple[str, ...], databases: 
             results = site_handle.runtime.run(
                 backup_storage_groups(site_handle, api, list(storage_groups) or None, level,
                                       databases=list(databases) or None, progress=progress))
-    rows = [result_dict(r) for r in results]
+    _print_results([result_dict(r) for r in results], as_json)
+
+
+def _remote_backup(site: Path, agent_url: str, storage_groups, level: str, databases):
+    """The backup server as NDMP DMA: the agent streams, this site writes to tape and commits."""
+    import os
+
+    from reference.server.ndmp_dma import ndmp_backup
+    from reference.server.site import open_site
+
+    user, password = os.environ.get("MAILTAPE_NDMP_USER"), os.environ.get("MAILTAPE_NDMP_PASSWORD")
+    if not user or not password:
+        raise click.UsageError("--agent needs $MAILTAPE_NDMP_USER and $MAILTAPE_NDMP_PASSWORD")
+    with open_site(site) as site_handle:
+        return site_handle.runtime.run(
+            ndmp_backup(site_handle, agent_url, user, password, storage_groups, level, databases=databases))
+
+
+def _print_results(rows: list[dict], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=1))
     else:
