@@ -328,20 +328,21 @@ def _rebuild_family(target: Catalog, family_id: int, members, views: list[TapeVi
             continue
         first_barcode, first_file = starts[entry.number]
         objects = []
-        metadata: dict = {}
-        for obj in entry.objects:
-            if obj.corrupt_flag or obj.incomplete:
-                continue
+        usable = [obj for obj in entry.objects if not (obj.corrupt_flag or obj.incomplete)]
+        # The set's own BackupMetadata.json (last in the set) says what kind of set this is.
+        metadata: dict = next((_read_metadata(reader, obj) for obj in usable
+                               if object_path(obj) == METADATA_NAME), {})
+        set_kind = metadata.get("kind", "database")
+        for obj in usable:
             path = object_path(obj)
             view = views[names.index(obj.medium)]
             tape_file, block = view.position(obj.offset)
             fla = m.header_fields(bytes(view.read(obj.offset, m.DB_HDR_SIZE)))[4]
             extents = list(dict.fromkeys([obj.medium] + [names[p.medium] for p in obj.pieces]))
-            kind, database = _classify(obj)
+            volume = entry.volumes[obj.volume_index].volume if 0 <= obj.volume_index < len(entry.volumes) else None
+            kind, database = _classify(obj, set_kind, volume)
             objects.append(ObjectRecord(path, kind, obj.size, (obj.sha256 or b"").hex(), obj.medium, tape_file,
                                         block, fla, database, extents))
-            if path == METADATA_NAME:
-                metadata = _read_metadata(reader, obj)
         record = DataSetRecord(
             set_number=entry.number, family_id=family_id, kind=metadata.get("kind", "database"),
             server=metadata.get("server", ""), storage_group=metadata.get("storage_group", entry.name),
@@ -363,11 +364,14 @@ def _rebuild_family(target: Catalog, family_id: int, members, views: list[TapeVi
         ))
 
 
-def _classify(obj: ObjectEntry) -> tuple[str, str | None]:
-    """Object kind and database from the agent's layout (docs/server.md, "Rebuild")."""
+def _classify(obj: ObjectEntry, set_kind: str = "database", volume: str | None = None) -> tuple[str, str | None]:
+    """Object kind and database (for a mailbox set: the mailbox) from the agent's layout
+    (docs/server.md "Rebuild", docs/brick-level.md)."""
     folder = obj.path[0] if obj.path else None
     if obj.name == METADATA_NAME and not obj.path:
         return "metadata", None
+    if set_kind == "mailbox":
+        return ("item" if obj.name.endswith(".eml") else "metadata"), volume  # the VOLB volume is the mailbox
     if folder == LOG_DIRECTORY:
         return "log", None
     if obj.name == "DatabaseBackupInfo":
