@@ -18,7 +18,7 @@ from bjobs_support import (
 
 from reference.agent.brick import Selection
 from reference.brick_jobs import BrickJobError, StateStore, mailbox_chain, set_source
-from reference.errors import MailtapeError, NotFoundError
+from reference.errors import NotFoundError
 from reference.server.readback import MediaReader
 
 INBOX = ("INBOX",)
