@@ -119,6 +119,7 @@ async def restore_storage_group(
     at: float | None = None,
     databases: list[str] | None = None,
     mount: bool = True,
+    progress: Callable[[str, int], None] | None = None,
 ) -> tuple[RestoreResult, list]:
     """Restore ``storage_group`` from the chain the catalog picks; returns (result, chain)."""
     [name] = resolve_storage_groups(api, [storage_group])
@@ -126,7 +127,8 @@ async def restore_storage_group(
     clock = site.runtime.clock
     job_id = site.catalog.start_job("restore", f"{api.server_name}/{name}", mode, started=clock.now())
     reader = site.reader()
-    restore = StorageGroupRestore(api, name, runtime=site.runtime, mode=mode, databases=databases, mount=mount)
+    restore = StorageGroupRestore(api, name, runtime=site.runtime, mode=mode, databases=databases, mount=mount,
+                                  progress=progress)
     try:
         result = await restore.run(_objects_from_media(site, reader, [s.id for s in chain]))
     except ExchangeError as error:

@@ -71,7 +71,8 @@ class StorageGroupRestore:
     """
 
     def __init__(self, api: ExchangeBackupApi, storage_group: str, *, runtime: Runtime,
-                 mode: str = "roll-forward", databases: list[str] | None = None, mount: bool = True):
+                 mode: str = "roll-forward", databases: list[str] | None = None, mount: bool = True,
+                 progress=None):
         if mode not in ("roll-forward", "point-in-time"):
             raise MailtapeError(f"unknown restore mode {mode!r} (roll-forward or point-in-time)")
         self.api = api
@@ -80,6 +81,7 @@ class StorageGroupRestore:
         self.mode = mode
         self.selected = {name.lower() for name in databases} if databases else None
         self.mount = mount
+        self.progress = progress or (lambda name, count: None)
         self.result = RestoreResult(storage_group, mode)
         self._destinations: dict[str, dict[str, tuple[str, str]]] = {}  # database → {basename → (source, destination)}
         self._added: set[str] = set()
@@ -175,6 +177,7 @@ class StorageGroupRestore:
             async for chunk in obj.chunks():
                 out.write(chunk)
                 written += len(chunk)
+                self.progress(obj.path, len(chunk))
         if written != obj.size:
             raise MailtapeError(f"{obj.path}: restored {written} bytes, the catalog says {obj.size}")
         self.result.bytes += written

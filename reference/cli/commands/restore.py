@@ -9,6 +9,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from reference.cli.commands.backup import progress_bar
 from reference.cli.site_session import site_with_exchange
 from reference.errors import MailtapeError
 
@@ -96,9 +97,11 @@ def command(site: Path, storage_group: str | None, databases: tuple[str, ...], p
         [name] = resolve_storage_groups(api, [storage_group])
         if dismount or to_rsg:
             _prepare_targets(server, name, list(databases) or None, dismount, to_rsg)
-        result, chain = site_handle.runtime.run(restore_storage_group(
-            site_handle, api, name, mode=mode, set_id=set_id, at=at, databases=list(databases) or None,
-            mount=not no_mount))
+        with progress_bar(Console(stderr=True)) as bar:
+            task = bar.add_task(f"{mode} restore", total=None, current="")
+            result, chain = site_handle.runtime.run(restore_storage_group(
+                site_handle, api, name, mode=mode, set_id=set_id, at=at, databases=list(databases) or None,
+                mount=not no_mount, progress=lambda path, n: bar.update(task, advance=n, current=path)))
     row = {
         "storage_group": result.storage_group, "mode": result.mode, "status": result.status,
         "data_sets": [{"id": s.id, "type": s.backup_type, "completed": s.completed} for s in chain],
