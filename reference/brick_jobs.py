@@ -49,6 +49,7 @@ from reference.agent.brick.selection import Selection
 from reference.errors import CorruptDataError, MailtapeError, NotFoundError, UsageError
 from reference.format.writer import DataSetWriter
 from reference.server.catalog import DataSetRecord
+from reference.server.restore_plan import restore_chain
 from reference.transfer import CommitReceipt, DataSetTrailer, ObjectEntry
 
 log = logging.getLogger("mailtape.brick_jobs")
@@ -461,45 +462,9 @@ class _LockStep:
 def mailbox_chain(catalog, server: str, storage_group: str, *, set_id: int | None = None,
                   at: float | None = None) -> list[DataSetRecord]:
     """The mailbox data sets to read, oldest first, for a point in time (``set_id``: that backup;
-    ``at``: the newest one completed by then; neither: the newest).
-
-    A differential holds the changes since the last full, an incremental those since the previous
-    backup of any type (spec brick-level-imap.md §6), so the chain is the last full, then the last
-    differential after it (if any), then every incremental after that, up to the point; a chosen
-    differential needs only the full; a copy stands alone."""
-    sets = [s for s in catalog.data_sets(server, storage_group) if s.kind == KIND]
-    if not sets:
-        raise NotFoundError(f"no brick-level backup of {server}/{storage_group} in the catalog")
-    if set_id is not None:
-        chosen = next((s for s in sets if s.id == set_id), None)
-        if chosen is None:
-            raise NotFoundError(f"data set {set_id} is not a brick-level backup of {server}/{storage_group}")
-        candidates = [s for s in sets if (s.completed, s.id) <= (chosen.completed, chosen.id)]
-    else:
-        candidates = [s for s in sets if at is None or s.completed <= at]
-        if not candidates:
-            raise NotFoundError(f"no brick-level backup of {server}/{storage_group} completed at or before "
-                                "the requested time")
-        chosen = candidates[-1]
-    if chosen.backup_type == "copy":
-        chain = [chosen]
-    else:
-        fulls = [s for s in candidates if s.backup_type == "full"]
-        if not fulls:
-            raise NotFoundError(f"no full brick-level backup precedes data set {chosen.id}")
-        chain = [fulls[-1]]
-        after = [s for s in candidates if (s.completed, s.id) > (chain[0].completed, chain[0].id)]
-        differentials = [s for s in after if s.backup_type == "differential"]
-        if differentials:
-            chain.append(differentials[-1])
-        tail = chain[-1]
-        chain += [s for s in after if (s.completed, s.id) > (tail.completed, tail.id)
-                  and s.backup_type == "incremental"]
-    expired = [s for s in chain if s.status != "ok"]
-    if expired:
-        raise MailtapeError(f"cannot restore {server}/{storage_group}: data set(s) "
-                            f"{', '.join(str(s.id) for s in expired)} were on media that has since been overwritten")
-    return chain
+    ``at``: the newest one completed by then; neither: the newest): the brick-level chain rule of
+    :mod:`reference.server.restore_plan` (spec brick-level-imap.md §6)."""
+    return restore_chain(catalog, server, storage_group, set_id=set_id, at=at, kind=KIND)
 
 
 def set_source(catalog, set_id: int) -> tuple[str, str]:

@@ -96,21 +96,27 @@ def run_restore(api, sets: list[BackupSet], roll_forward: bool = True, restore_p
     ctx = api.restore_open(SERVICE_ANNOTATION, sg_name, restore_path)
     try:
         env = ctx.get_environment()
-        for bset in sets:
-            for db in bset.databases:
-                dest = ctx.add_database(db.name, db.guid, db.streams)
-                for src, saved, d in zip(db.streams, db.files, dest):
-                    _announce(ctx, src)
-                    shutil.copyfile(saved, d)
-            for api_path, saved in bset.logs:
-                _announce(ctx, api_path)
-                shutil.copyfile(saved, os.path.join(env.restore_log_path, os.path.basename(api_path)))
+        feed_sets(ctx, env.restore_log_path, sets)
         ctx.save_environment()
         if not complete:
             return 0
         return ctx.complete(env.restore_log_path, env.restore_log_path, sg_name if roll_forward else None, flags)
     finally:
         ctx.close()
+
+
+def feed_sets(ctx, restore_log_path: str, sets: list[BackupSet]) -> None:
+    """Hand the saved files of ``sets``, in order, to an open restore: each database's streams to
+    the paths AddDatabase returns, each log into ``restore_log_path``, every file announced first."""
+    for bset in sets:
+        for db in bset.databases:
+            dest = ctx.add_database(db.name, db.guid, db.streams)
+            for src, saved, d in zip(db.streams, db.files, dest):
+                _announce(ctx, src)
+                shutil.copyfile(saved, d)
+        for api_path, saved in bset.logs:
+            _announce(ctx, api_path)
+            shutil.copyfile(saved, os.path.join(restore_log_path, os.path.basename(api_path)))
 
 
 def _announce(ctx, path: str) -> None:

@@ -198,13 +198,7 @@ class ImapMailboxStore:
             raise NotFoundError(f"{self.url}: cannot open folder {folder!r} of mailbox {mailbox!r}: "
                                 f"{_text(exc)}") from None
         self._selected = (name, readonly)
-        validity = int(info.get(b"UIDVALIDITY", 0))
-        old = self._validity.get(name)
-        self._validity[name] = validity
-        if old is not None and old != validity:
-            raise FolderIdentityChanged(
-                f"{self.url}: UIDVALIDITY of folder {folder!r} changed from {old} to {validity}",
-                mailbox=mailbox, folder=folder, old=old, new=validity)
+        self._note_validity(mailbox, folder, name, int(info.get(b"UIDVALIDITY", 0)))
         return info
 
     # -- MailboxStore: reading -------------------------------------------------------------------

@@ -88,7 +88,18 @@ class BkfMedium(Medium):
         super().__init__(str(path), data)
 
 
-class TapMedium(Medium):
+class PiecewiseMedium(Medium):
+    """A medium whose bytes come in pieces (tape records, blocks): ``read`` joins the pieces that
+    ``iter_range`` yields (no copy when the range lies in one piece)."""
+
+    def read(self, offset: int, length: int):
+        if offset < 0 or offset >= self.size or length <= 0:
+            return b""
+        parts = list(self.iter_range(offset, length))
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+class TapMedium(PiecewiseMedium):
     """A SIMH ``.tap`` cartridge; stream offsets map to file offsets through a record index.
 
     Cartridges written with drive compression (sidecar ``"compression": true``) store a tag byte
@@ -176,12 +187,6 @@ class TapMedium(Medium):
                     self._cache = (i, b"")
             return memoryview(self._cache[1])
         return self._file[fo: fo + ln]
-
-    def read(self, offset: int, length: int):
-        if offset < 0 or offset >= self.size or length <= 0:
-            return b""
-        parts = list(self.iter_range(offset, length))
-        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def iter_range(self, offset: int, length: int, chunk: int = 1 << 20):
         """Record-sized memoryviews (no copies for uncompressed cartridges) covering the range."""

@@ -63,23 +63,17 @@ class StreamTracker:
         i, n = 0, len(view)
         while i < n:
             st = self._state
-            if st == self._DATA:
+            if st == self._DATA or st == self._PAD:
                 take = min(self._remaining, n - i)
                 self._keep(view[i:i + take])
                 self._remaining -= take
                 i += take
                 self.pos += take
                 if self._remaining == 0:
-                    self._stream_done()
-                continue
-            if st == self._PAD:
-                take = min(self._remaining, n - i)
-                self._keep(view[i:i + take])
-                self._remaining -= take
-                i += take
-                self.pos += take
-                if self._remaining == 0:
-                    self._state = self._SHDR
+                    if st == self._DATA:
+                        self._stream_done()
+                    else:
+                        self._state = self._SHDR
                 continue
             need = {self._HDR: m.DB_HDR_SIZE, self._SHDR: m.STREAM_HDR_SIZE}.get(st)
             if st == self._PREFIX:

@@ -22,12 +22,12 @@ from typing import Any, Callable, Iterable, Iterator
 
 from . import constants as c
 from . import messages as m
+from .dataconn import connect_first
 from .errors import NdmpError
 from .server import NdmpServer, Session
 
 log = logging.getLogger("mailtape.ndmp.data")
 
-CONNECT_TIMEOUT = 30.0
 RECV_CHUNK = 256 * 1024
 FH_BATCH = 64  # file-history entries per FH_ADD_FILE post
 STATE_UNSUPPORTED = 0x3  # EST_BYTES_REMAIN_UNS | EST_TIME_REMAIN_UNS
@@ -284,24 +284,12 @@ class DataService:
         addr_type, addrs = body.addr
         if addr_type != c.AddrType.TCP or not addrs:
             raise NdmpError(c.Error.ILLEGAL_ARGS_ERR, "only TCP data connections are offered")
-        loop = asyncio.get_running_loop()
-        errors = []
-        for a in addrs:
-            host = str(ipaddress.IPv4Address(a.ip_addr))
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.setblocking(False)
-            try:
-                await asyncio.wait_for(loop.sock_connect(sock, (host, a.port)), CONNECT_TIMEOUT)
-            except (OSError, asyncio.TimeoutError) as exc:
-                sock.close()
-                errors.append(f"{host}:{a.port}: {exc or 'timeout'}")
-                continue
-            st.sock = sock
-            st.addr = (c.AddrType.TCP, [m.TcpAddr(a.ip_addr, a.port, [])])
-            st.state = c.DataState.CONNECTED
-            log.info("ndmp data: connected to %s:%d", host, a.port)
-            return m.ErrorReply(c.Error.NO_ERR)
-        raise NdmpError(c.Error.CONNECT_ERR, "; ".join(errors))
+        sock, peer = await connect_first(addrs)
+        st.sock = sock
+        st.addr = (c.AddrType.TCP, [peer])
+        st.state = c.DataState.CONNECTED
+        log.info("ndmp data: connected to %s:%d", ipaddress.IPv4Address(peer.ip_addr), peer.port)
+        return m.ErrorReply(c.Error.NO_ERR)
 
     # --- operations ------------------------------------------------------------------------------
 

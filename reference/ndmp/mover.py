@@ -31,6 +31,7 @@ from reference.protocols.tape import Gstat, TapeDevice
 
 from . import constants as c
 from . import messages as m
+from .dataconn import connect_first
 from .errors import NdmpError
 from .server import Session
 
@@ -39,7 +40,6 @@ log = logging.getLogger("mailtape.ndmp.tape")
 DEFAULT_RECORD_SIZE = 10240
 MAX_RECORD_SIZE = 1 << 20
 INFINITY = 0xFFFFFFFFFFFFFFFF
-CONNECT_TIMEOUT = 30.0
 
 
 class MoverStopped(Exception):
@@ -183,24 +183,12 @@ class MoverHandlers:
         self._check_can_start(st, body.mode, addr_type)
         if not addrs:
             raise NdmpError(c.Error.ILLEGAL_ARGS_ERR, "no TCP address to connect to")
-        loop = asyncio.get_running_loop()
-        errors = []
-        for a in addrs:
-            host = str(ipaddress.IPv4Address(a.ip_addr))
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.setblocking(False)
-            try:
-                await asyncio.wait_for(loop.sock_connect(sock, (host, a.port)), CONNECT_TIMEOUT)
-            except (OSError, asyncio.TimeoutError) as exc:
-                sock.close()
-                errors.append(f"{host}:{a.port}: {exc or 'timeout'}")
-                continue
-            st.reset_mover()
-            st.mode, st.sock, st.state = c.MoverMode(body.mode), sock, c.MoverState.ACTIVE
-            st.addr = (c.AddrType.TCP, [m.TcpAddr(a.ip_addr, a.port, [])])
-            st.task = asyncio.ensure_future(self._run(session, st))
-            return m.ErrorReply(c.Error.NO_ERR)
-        raise NdmpError(c.Error.CONNECT_ERR, "; ".join(errors))
+        sock, peer = await connect_first(addrs)
+        st.reset_mover()
+        st.mode, st.sock, st.state = c.MoverMode(body.mode), sock, c.MoverState.ACTIVE
+        st.addr = (c.AddrType.TCP, [peer])
+        st.task = asyncio.ensure_future(self._run(session, st))
+        return m.ErrorReply(c.Error.NO_ERR)
 
     # --- MOVER: control --------------------------------------------------------------------------
 

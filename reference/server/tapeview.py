@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from reference.errors import CorruptDataError
-from reference.format.sources import Medium
+from reference.format.sources import PiecewiseMedium
 from reference.protocols.tape import MtOp, TapeDevice
 
 READ_LIMIT = 1 << 20
@@ -95,7 +95,7 @@ def map_files(device: TapeDevice, first: int = 1, *, stop_at: tuple[bytes, ...] 
         number += 1
 
 
-class TapeView(Medium):
+class TapeView(PiecewiseMedium):
     """Chosen tape files of one cartridge as one linear medium (see the module docstring).
 
     ``device()`` returns the open device holding this cartridge (it may load it first: the read-back
@@ -203,12 +203,6 @@ class TapeView(Medium):
         if len(self._cache) > CACHE_BLOCKS:
             self._cache.popitem(last=False)
         return data
-
-    def read(self, offset: int, length: int):
-        if offset < 0 or offset >= self.size or length <= 0:
-            return b""
-        parts = list(self.iter_range(offset, length))
-        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def iter_range(self, offset: int, length: int, chunk: int = 1 << 20):
         end = min(self.size, offset + length)

@@ -1,8 +1,10 @@
-"""Store factories for the brick-level suite (used by conftest.py's ``env`` and by single tests)."""
+"""Store factories for the brick-level suite (used by conftest.py's ``env``, by single tests and by
+tests/brick_jobs/bjobs_support.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 
@@ -19,11 +21,37 @@ class StoreEnv:
     closers: list = field(default_factory=list)
 
 
-def _dovecot_env(request) -> StoreEnv:
+EMULATOR_SERVER = "EXCHANGE01"
+EMULATOR_MAILBOXES = ("jsmith", "recover")
+
+
+def dovecot_pair(server):
+    """Two fresh accounts on the fixture's Dovecot behind one store: (ImapAccounts, [(user, password)] * 2)."""
     from reference.drivers.imap import ImapAccounts, ImapMailboxStore
-    server = request.getfixturevalue("dovecot")
     logins = [server.fresh_account() for _ in range(2)]
-    store = ImapAccounts([ImapMailboxStore(server.url(u), p, timeout=10) for u, p in logins])
+    return ImapAccounts([ImapMailboxStore(server.url(u), p, timeout=10) for u, p in logins]), logins
+
+
+def emulated_exchange(root: Path, clock):
+    """An emulated Exchange 2003 server (ESE engine) with the empty mailboxes EMULATOR_MAILBOXES, as
+    tests/exchange builds it: (server, its mailbox store, a closer that shuts the server down)."""
+    from emulators.exchange.mailbox_store import ServerMailboxStore
+    from emulators.exchange.server import ExchangeServer
+    server = ExchangeServer.create(root, profile="2003", storage_groups=1, databases=1, server_name=EMULATOR_SERVER,
+                                   clock=clock, seed=1, log_file_size=64 * 1024)
+    store = ServerMailboxStore.for_server(server)
+    for mailbox in EMULATOR_MAILBOXES:
+        store.create_mailbox(mailbox)
+
+    def stop() -> None:
+        if server.running:
+            server.shutdown()
+    return server, store, stop
+
+
+def _dovecot_env(request) -> StoreEnv:
+    server = request.getfixturevalue("dovecot")
+    store, logins = dovecot_pair(server)
     me = logins[0][0]
 
     def renumber(folder: tuple) -> None:
@@ -33,23 +61,9 @@ def _dovecot_env(request) -> StoreEnv:
 
 
 def _emulator_env(request) -> StoreEnv:
-    """An emulated Exchange 2003 server (ESE engine) and its mailbox view, as tests/exchange builds it."""
     from emulators.clock import VirtualClock
-    from emulators.exchange.mailbox_store import ServerMailboxStore
-    from emulators.exchange.server import ExchangeServer
-    root = request.getfixturevalue("tmp_path") / "exchange"
-    server = ExchangeServer.create(root, profile="2003", storage_groups=1, databases=1, server_name="EXCHANGE01",
-                                   clock=VirtualClock(), seed=1, log_file_size=64 * 1024)
-    store = ServerMailboxStore.for_server(server)
-    store.create_mailbox("jsmith")
-    store.create_mailbox("recover")
-
-    def stop() -> None:
-        if server.running:
-            server.shutdown()
-    return StoreEnv("emulator", store, "jsmith", "recover", None, [stop])
+    _server, store, stop = emulated_exchange(request.getfixturevalue("tmp_path") / "exchange", VirtualClock())
+    return StoreEnv("emulator", store, *EMULATOR_MAILBOXES, None, [stop])
 
 
 FACTORIES = {"dovecot": _dovecot_env, "emulator": _emulator_env}
-
-

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from shared_fixtures.loading import load_test_module
 
 from emulators.clock import VirtualClock
 from reference.agent.brick import RestoreOptions, Selection
@@ -14,21 +14,10 @@ from reference.brick_jobs import backup_mailboxes, restore_mailboxes
 from reference.drivers.imap_errors import ImapConnectionError
 from reference.server.site import create_site, open_site
 
-TESTS = Path(__file__).resolve().parents[1]
 CARTRIDGE_BYTES = 1 << 20
 
-
-def load(name: str, path: Path):
-    """Import a helper of another test directory once, under a name of its own."""
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-helpers = load("mailtape_tests_brick_helpers", TESTS / "brick" / "brick_helpers.py")
+helpers = load_test_module("mailtape_tests_brick_helpers", "brick/brick_helpers.py")
+stores = load_test_module("mailtape_tests_brick_stores", "brick/brick_stores.py")
 msg, put, snapshot, uid_snapshot = helpers.msg, helpers.put, helpers.snapshot, helpers.uid_snapshot
 
 
@@ -49,26 +38,12 @@ class JobEnv:
 def make_env(kind: str, request, tmp_path: Path) -> JobEnv:
     clock = VirtualClock()
     if kind == "dovecot":
-        from reference.drivers.imap import ImapAccounts, ImapMailboxStore
-
         dovecot = request.getfixturevalue("dovecot")
-        logins = [dovecot.fresh_account() for _ in range(2)]
-        store = ImapAccounts([ImapMailboxStore(dovecot.url(u), p, timeout=10) for u, p in logins])
+        store, logins = stores.dovecot_pair(dovecot)
         return JobEnv("dovecot", store, logins[0][0], logins[1][0], f"imap://{dovecot.host}:{dovecot.port}",
                       clock, [store.close], dovecot.url, dict(logins), dovecot)
-    from emulators.exchange.mailbox_store import ServerMailboxStore
-    from emulators.exchange.server import ExchangeServer
-
-    server = ExchangeServer.create(tmp_path / "exchange", profile="2003", storage_groups=1, databases=1,
-                                   server_name="EXCHANGE01", clock=clock, seed=1, log_file_size=64 * 1024)
-    store = ServerMailboxStore.for_server(server)
-    store.create_mailbox("jsmith")
-    store.create_mailbox("recover")
-
-    def stop() -> None:
-        if server.running:
-            server.shutdown()
-    return JobEnv("emulator", store, "jsmith", "recover", "EXCHANGE01", clock, [stop], server=server)
+    server, store, stop = stores.emulated_exchange(tmp_path / "exchange", clock)
+    return JobEnv("emulator", store, *stores.EMULATOR_MAILBOXES, stores.EMULATOR_SERVER, clock, [stop], server=server)
 
 
 def make_site(root: Path, clock, cartridges: int = 8):

@@ -7,28 +7,11 @@ basename, and tests/brick has its own ``brick_*`` helpers.
 
 from __future__ import annotations
 
-import os
-
 import pytest
-from bjobs_support import TESTS, load, make_env, make_site
+from bjobs_support import make_env, make_site
+from shared_fixtures import dovecot as shared_dovecot
 
-dovecot_server = load("mailtape_tests_dovecot_server", TESTS / "imap" / "dovecot_server.py")
-
-
-@pytest.fixture(scope="session")
-def dovecot():
-    try:
-        server = dovecot_server.acquire()
-    except dovecot_server.NotInstalled as exc:
-        if os.environ.get("CI"):
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
-    except dovecot_server.StartFailed as exc:
-        pytest.fail(str(exc))
-    try:
-        yield server
-    finally:
-        dovecot_server.release()
+dovecot = shared_dovecot.dovecot  # the session-wide Dovecot fixture, registered for this directory
 
 
 @pytest.fixture(params=[pytest.param("dovecot", marks=pytest.mark.imap), "emulator"])

@@ -11,7 +11,7 @@ from conftest import SG1, db_name, fill
 
 from emulators.clock import VirtualClock
 from emulators.exchange import ExchangeServer, errors
-from emulators.exchange.harness import _announce, run_backup, run_restore
+from emulators.exchange.harness import _announce, feed_sets, run_backup, run_restore
 from emulators.exchange.ondisk.structs import DBSTATE_CLEAN_SHUTDOWN, DbHeader, LogHeader
 from reference.protocols.exchange import ExchangeError, RestoreComplete, hresult_for_jet
 
@@ -153,15 +153,7 @@ def _restore_expect(server, sets, jet, mutate=None, roll_forward=True):
     ctx = api.restore_open(ANN, SG1)
     env = ctx.get_environment()
     try:
-        for bset in sets:
-            for db in bset.databases:
-                dest = ctx.add_database(db.name, db.guid, db.streams)
-                for src, saved, d in zip(db.streams, db.files, dest):
-                    _announce(ctx, src)
-                    shutil.copyfile(saved, d)
-            for api_path, saved in bset.logs:
-                _announce(ctx, api_path)
-                shutil.copyfile(saved, os.path.join(env.restore_log_path, os.path.basename(api_path)))
+        feed_sets(ctx, env.restore_log_path, sets)
         if mutate:
             mutate(ctx, env.restore_log_path)
         with pytest.raises(ExchangeError) as e:

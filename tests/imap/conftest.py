@@ -1,48 +1,17 @@
 """Real-IMAP fixtures: a session-wide private Dovecot (tests marked ``imap``) and fresh accounts.
 
-The server logic lives in ``dovecot_server.py`` so tests/brick can share the same instance.
+The server logic lives in ``dovecot_server.py`` and the ``dovecot`` fixture in
+tests/shared_fixtures/dovecot.py, so tests/brick and tests/brick_jobs share the same instance.
 Without Dovecot the tests skip, except under ``CI=1`` where they fail: `make test` installs it
 through .ci/deps.d/dovecot.sh.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import sys
-from pathlib import Path
-
 import pytest
+from shared_fixtures import dovecot as shared_dovecot
 
-
-def load_dovecot_server():
-    """Load tests/imap/dovecot_server.py once per process under one name (shared singleton)."""
-    name = "mailtape_tests_dovecot_server"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("dovecot_server.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-dovecot_server = load_dovecot_server()
-
-
-@pytest.fixture(scope="session")
-def dovecot():
-    try:
-        server = dovecot_server.acquire()
-    except dovecot_server.NotInstalled as exc:
-        if os.environ.get("CI"):
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
-    except dovecot_server.StartFailed as exc:
-        pytest.fail(str(exc))
-    try:
-        yield server
-    finally:
-        dovecot_server.release()
+dovecot = shared_dovecot.dovecot  # the session-wide Dovecot fixture, registered for this directory
 
 
 @pytest.fixture

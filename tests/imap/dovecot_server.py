@@ -1,7 +1,8 @@
 """A private Dovecot 2.3 IMAP server on 127.0.0.1 for tests (spec dovecot-fixture.md, verified).
 
-One server per pytest process, shared by every conftest that asks for it (tests/imap and
-tests/brick) through :func:`acquire`/:func:`release`; it stops when the last user releases it.
+One server per pytest process, shared by every conftest that asks for it (the ``dovecot`` fixture
+of tests/shared_fixtures/dovecot.py, used by tests/imap, tests/brick and tests/brick_jobs) through
+:func:`acquire`/:func:`release`; it stops when the last user releases it.
 Accounts: ``alice``/``bob`` plus a pool ``pool01..`` written before start (Dovecot re-reads the
 passwd-file at most once a second, gotcha 7), so each test can take a fresh, empty mailbox.
 """

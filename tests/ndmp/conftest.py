@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ndmp_helpers import PASSWORD, USER, make_server, ndmjob_path
+from ndmp_helpers import PASSWORD, USER, make_server, ndmjob_or_skip
 from reference.ndmp.client import NdmpClient
 from reference.ndmp.runner import ServerThread
 
@@ -49,8 +49,4 @@ def source_tree(tmp_path):
 
 @pytest.fixture(scope="session")
 def ndmjob():
-    binary = ndmjob_path()
-    if binary is None or not binary.exists():
-        pytest.skip("ndmjob not found: run `bash .ci/debian-deps` as root (unpacks Debian's amanda-common "
-                    "into .ci/ndmjob) or set MAILTAPE_NDMJOB")
-    return binary
+    return ndmjob_or_skip()

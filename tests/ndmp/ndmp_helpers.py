@@ -80,6 +80,17 @@ def ndmjob_path() -> Path | None:
     return Path(found) if found else None
 
 
+def ndmjob_or_skip() -> Path:
+    """The ndmjob binary, or skip the test saying how to get it (body of the ``ndmjob`` fixtures)."""
+    import pytest  # here, not at the top: ndmjob_three_way.py imports this module outside pytest
+
+    binary = ndmjob_path()
+    if binary is None or not binary.exists():
+        pytest.skip("ndmjob not found: run `bash .ci/debian-deps` as root (unpacks Debian's amanda-common "
+                    "into .ci/ndmjob) or set MAILTAPE_NDMJOB")
+    return binary
+
+
 def ndmjob_env(binary: Path) -> dict[str, str]:
     env = dict(os.environ)
     libdir = binary.parents[2] / "lib/x86_64-linux-gnu/amanda"  # .../usr/lib/amanda/ndmjob -> .../usr

@@ -17,7 +17,7 @@ from agent_helpers import PASSWORD, SG, USER, agent_server, mailtape, ndmjob_tap
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "ndmp"))
 
-from ndmp_helpers import ndmjob_env, ndmjob_path  # noqa: E402
+from ndmp_helpers import ndmjob_env, ndmjob_or_skip  # noqa: E402
 from test_interop_ndmjob import _clean_ndmjob_side_effects, _netns_available  # noqa: E402,F401
 
 pytestmark = pytest.mark.ndmp
@@ -25,11 +25,7 @@ pytestmark = pytest.mark.ndmp
 
 @pytest.fixture(scope="module")
 def ndmjob():
-    binary = ndmjob_path()
-    if binary is None or not binary.exists():
-        pytest.skip("ndmjob not found: run `bash .ci/debian-deps` as root (unpacks Debian's amanda-common "
-                    "into .ci/ndmjob) or set MAILTAPE_NDMJOB")
-    return binary
+    return ndmjob_or_skip()
 
 
 def test_spec3_ndmjob_query_sees_the_exchange_butype_and_storage_groups(ndmjob, exchange_root):

@@ -12,6 +12,7 @@ import copy
 import os
 import uuid
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from reference.protocols.exchange import (
     DATABASE_MOUNTED,
@@ -86,16 +87,27 @@ class BackupContext:
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _live(self) -> InstanceBackup:
+    def _current(self) -> InstanceBackup:
+        """The instance backup this context is in, healthy or stopped by the server."""
         if self._ended:
             raise errors.library_error(errors.HR_INVALID_HANDLE, "backup context already ended")
         st = self.current
         if st is None or st.instance.backup_state is not st:
             self.current = None
             raise errors.jet_error(errors.NoBackup, "no backup in progress on this context")
+        return st
+
+    def _live(self) -> InstanceBackup:
+        st = self._current()
         if st.aborted_by_server:
             raise errors.jet_error(errors.BackupAbortByServer, f"backup of {st.sg_name!r} was stopped by the server")
         return st
+
+    def _missing_log(self, st: InstanceBackup, path: str, jet: errors.JetCode) -> NoReturn:
+        """A log generation the backup needs is gone: event 'file missing', backup aborted, ``jet``."""
+        self.server.events.emit(ev.FILE_MISSING, f"The file {path} is missing and could not be backed-up.")
+        self._abort(st)
+        raise errors.jet_error(jet, f"The file {path} is missing and could not be backed-up")
 
     def _abort(self, st: InstanceBackup) -> None:
         """ErrBKExternalBackupCleanUp(abort): no header change, lock released."""
@@ -317,23 +329,11 @@ class BackupContext:
                     h = db.files[0].header
                     last = max(h.full_prev.gen_high, h.inc_prev.gen_high)
                     if st.copy_mic > last + 1:
-                        self.server.events.emit(ev.FILE_MISSING, f"The file {inst.log.archive_path(last + 1)} is "
-                                                "missing and could not be backed-up.")
-                        self._abort(st)
-                        raise errors.jet_error(
-                            profile.missing_file_to_backup,
-                            f"The file {inst.log.archive_path(last + 1)} is missing and could not be backed-up",
-                        )
+                        self._missing_log(st, inst.log.archive_path(last + 1), profile.missing_file_to_backup)
             present = set(on_disk)
             for gen in range(st.copy_mic, st.copy_mac):
                 if gen not in present:
-                    self.server.events.emit(ev.FILE_MISSING, f"The file {inst.log.archive_path(gen)} is missing "
-                                            "and could not be backed-up.")
-                    self._abort(st)
-                    raise errors.jet_error(
-                        profile.missing_file_to_backup,
-                        f"The file {inst.log.archive_path(gen)} is missing and could not be backed-up",
-                    )
+                    self._missing_log(st, inst.log.archive_path(gen), profile.missing_file_to_backup)
             st.delete_mic = lowest
             mac = min(inst.checkpoint_generation, st.copy_mac)
             if not st.logs_only:
@@ -392,12 +392,7 @@ class BackupContext:
     # -- end --------------------------------------------------------------------------------
 
     def instance_end(self, flags: InstanceEnd) -> None:
-        if self._ended:
-            raise errors.library_error(errors.HR_INVALID_HANDLE, "backup context already ended")
-        st = self.current
-        if st is None or st.instance.backup_state is not st:
-            self.current = None
-            raise errors.jet_error(errors.NoBackup, "no backup in progress on this context")
+        st = self._current()
         if st.aborted_by_server or InstanceEnd(flags) != InstanceEnd.SUCCESS or st.phase != LOG_PHASE:
             self._abort(st)
             return

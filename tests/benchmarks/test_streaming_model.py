@@ -1,0 +1,84 @@
+"""The streaming model (benchmarks/bench_streaming.py): producer bursts, agent buffer, drive timing."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from benchmarks import bench_streaming as s  # noqa: E402
+
+MB, MiB, KiB = s.MB, s.MiB, s.KiB
+
+
+def test_read_durations_hit_the_mean_rate_and_are_heavy_tailed():
+    profile = s.ProducerProfile()
+    d = s.read_durations(profile, 200 * MB, 20_000, seed=3)
+    assert d.sum() == pytest.approx(20_000 * profile.read_size / (200 * MB), rel=1e-9)
+    assert d.min() >= profile.read_size / profile.peak_rate
+    assert d.max() > 50 * np.median(d)  # stalls: a few reads take far longer than the typical one
+
+
+def test_read_durations_are_seeded():
+    profile = s.ProducerProfile()
+    a = s.read_durations(profile, 250 * MB, 1000, seed=5)
+    assert np.array_equal(a, s.read_durations(profile, 250 * MB, 1000, seed=5))
+    assert not np.array_equal(a, s.read_durations(profile, 250 * MB, 1000, seed=6))
+
+
+def test_simulation_is_deterministic_and_conserves_bytes():
+    point = s.Point(64 * MiB, 256 * KiB, 200 * MB, 300 * MB)
+    first, again = s.simulate(point), s.simulate(point)
+    assert first == again
+    total = (300 * MB // MiB) * MiB
+    assert first["throughput"] * first["elapsed_seconds"] == pytest.approx(total)
+    assert 0 < first["utilisation"] <= 1
+
+
+def test_a_steady_producer_faster_than_the_drive_never_backhitches():
+    profile = s.ProducerProfile(stall_probability=1e-9, jitter_sigma=0.01, peak_rate=4000 * MB)
+    result = s.simulate(s.Point(64 * MiB, 1 * MiB, 1500 * MB, 2_000 * MB), profile)
+    assert result["backhitches"] == 0
+    assert result["host_wait_seconds"] > 0  # the drive buffer filled: the server waited for tape
+    assert result["agent_buffer_peak"] > 1 * MiB  # and the agent buffer took up the slack
+
+
+def test_a_producer_below_the_lowest_step_makes_the_drive_backhitch():
+    profile = s.ProducerProfile(stall_probability=1e-9, jitter_sigma=0.01)
+    result = s.simulate(s.Point(64 * MiB, 1 * MiB, 60 * MB, 3_000 * MB), profile)
+    assert result["backhitches"] >= 1
+    assert result["utilisation"] < 0.5
+
+
+def test_agent_buffer_bounds_what_it_holds():
+    profile = s.ProducerProfile(stall_probability=1e-9, jitter_sigma=0.01, peak_rate=4000 * MB)
+    result = s.simulate(s.Point(8 * MiB, 1 * MiB, 2000 * MB, 2_000 * MB), profile)
+    assert result["agent_buffer_peak"] <= 8 * MiB
+    assert result["producer_wait_seconds"] > 0
+
+
+def test_needed_buffer_picks_the_smallest_clean_size():
+    rows = [{"buffer_bytes": b, "mean_rate": r, "backhitches": h}
+            for b, r, h in [(1, 100, 5), (1, 300, 2), (2, 100, 5), (2, 300, 0), (3, 300, 0)]]
+    assert s.needed_buffer(rows, floor=177) == 2
+    assert s.needed_buffer([r for r in rows if r["buffer_bytes"] == 1], floor=177) is None
+
+
+def test_defaults_come_from_the_product():
+    from reference.server.site import DEFAULTS
+
+    assert s.default_agent_buffer() == DEFAULTS["max_buffered"]
+    assert s.lowest_step() == 177 * MB
+
+
+def test_quick_run_writes_table_plot_and_rows(tmp_path):
+    rows = s.run(quick=True, out_dir=tmp_path, workers=1)
+    assert {"streaming.png", "streaming.txt", "streaming.json"} <= {p.name for p in tmp_path.iterdir()}
+    assert (tmp_path / "streaming.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(rows) == 5
+    for r in rows:
+        assert {"name", "value", "unit", "baseline", "ratio", "target"} <= set(r)
