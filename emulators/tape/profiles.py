@@ -78,6 +78,13 @@ class DriveProfile:
     UNVERIFIED: drives do not publish it."""
     erase_seconds_full: float = 0.0
     """Long ERASE of a whole tape (0: charged as a full-length wind)."""
+    rate_window_seconds: float = 2.0
+    """Speed matching follows the host's data rate averaged over this much time. UNVERIFIED:
+    drives adapt over the time their buffer covers (1 GiB at ~400 MB/s ≈ 2.7 s), not per block,
+    so a burst of blocks after a pause does not look like an infinitely fast host."""
+    speed_margin: float = 0.95
+    """Speed matching picks the fastest step at or below this fraction of the host's rate.
+    UNVERIFIED: drives do not publish their matching rule."""
     extra: dict = field(default_factory=dict, compare=False)
 
     def can_load(self, media: str) -> bool:

@@ -24,6 +24,7 @@ completes, and two drives working at once do not add their times up.
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
 
 from emulators.clock import Clock, Timeline
@@ -73,8 +74,8 @@ class DriveTiming:
         self._rate = 0.0
         self._resume_at = -math.inf
         self._last_arrival: float | None = None
-        self._avg_bytes = 0.0
-        self._avg_dt: float | None = None
+        self._arrivals: deque[tuple[float, int]] = deque()
+        self._window_bytes = 0
         self._sample_every = 0.0
         self._last_sample = -math.inf
 
@@ -106,7 +107,9 @@ class DriveTiming:
 
     def _step_for(self, host_rate: float) -> float:
         steps = self.media.speed_steps if self.media else (1.0,)
-        target = min(host_rate, self.media.native_rate if self.media else host_rate)
+        # Match a speed the host can sustain: a step just below its measured rate keeps the
+        # buffer filling, so a pause of the host is bridged instead of emptying it (a backhitch).
+        target = min(host_rate * self.drive.speed_margin, self.media.native_rate if self.media else host_rate)
         for step in steps:
             if step <= target:
                 return step
@@ -164,6 +167,19 @@ class DriveTiming:
         self._sample(done, force=True)
         return done - start
 
+    def _host_rate(self, now: float, stored: int) -> float:
+        """Bytes per second the host delivered over the last ``rate_window_seconds``: the bytes
+        of every write after the oldest one in the window, over the time since it. Infinite
+        until the window spans any time, so a first burst streams at full speed."""
+        window = self.drive.rate_window_seconds
+        arrivals = self._arrivals
+        arrivals.append((now, stored))
+        self._window_bytes += stored
+        while len(arrivals) > 1 and arrivals[0][0] < now - window:
+            self._window_bytes -= arrivals.popleft()[1]
+        span = now - arrivals[0][0]
+        return (self._window_bytes - arrivals[0][1]) / span if span > 0 else math.inf
+
     # ------------------------------------------------------------------ public charges
 
     def set_media(self, media: MediaProfile | None) -> None:
@@ -174,15 +190,7 @@ class DriveTiming:
 
         def cost(start: float) -> float:
             self._run(start)
-            if self._last_arrival is not None:
-                dt = start - self._last_arrival
-                if self._avg_dt is None:
-                    self._avg_bytes, self._avg_dt = float(stored), dt
-                else:
-                    self._avg_bytes += (stored - self._avg_bytes) / 8
-                    self._avg_dt += (dt - self._avg_dt) / 8
-            host_rate = (self._avg_bytes / self._avg_dt if self._avg_dt else math.inf)
-            self._rate = self._step_for(host_rate)
+            self._rate = self._step_for(self._host_rate(start, stored))
             wait = 0.0
             room = self.drive.buffer_bytes - self._fill
             if stored > room:
