@@ -31,7 +31,7 @@ debian-deps:
 
 ## Every test, with the bounded CI profile for hypothesis.
 test: venv-test debian-deps
-	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -n 2 $(PYTEST_ARGS)
+	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -n 2 -m "not scenarios" $(PYTEST_ARGS)
 
 ## Speed and memory targets, as ratios against baselines measured in the same run.
 bench: venv-test

@@ -9,22 +9,7 @@ import pytest
 from emulators.clock import VirtualClock
 from emulators.exchange import ExchangeServer
 
-SG1 = "First Storage Group"
-SG2 = "Second Storage Group"
-LOG_SIZE = 16384
-
-
-def db_name(server, n: int = 1) -> str:
-    return server.storage_group(SG1).databases[n - 1].name
-
-
-def fill(db, n: int, start: int = 0, size: int = 700, table: str = "items", stream: bool = True) -> None:
-    """Write ``n`` records (and as many to a ``stream.*`` table) in single-put transactions."""
-    for i in range(start, start + n):
-        with db.transaction() as tx:
-            tx.put(table, b"k%06d" % i, bytes([i % 251]) * size)
-            if stream:
-                tx.put("stream.body", b"b%06d" % i, bytes([(i * 7) % 251]) * (size * 2))
+from exchange_test_helpers import LOG_SIZE
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import shutil
 import tempfile
 
 import pytest
-from conftest import SG1, db_name, fill
+from exchange_test_helpers import SG1, db_name, fill
 from hypothesis import given
 from hypothesis import strategies as st
 

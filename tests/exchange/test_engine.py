@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import SG1, db_name, fill
+from exchange_test_helpers import SG1, db_name, fill
 
 from emulators.clock import VirtualClock
 from emulators.exchange import ExchangeServer

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from conftest import SG1, db_name, fill
+from exchange_test_helpers import SG1, db_name, fill
 
 from emulators.exchange import faults
 from emulators.exchange.harness import run_backup

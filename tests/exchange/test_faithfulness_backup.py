@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import SG1, SG2, db_name, fill
+from exchange_test_helpers import SG1, SG2, db_name, fill
 
 from emulators.exchange import faults
 from emulators.exchange.harness import run_backup

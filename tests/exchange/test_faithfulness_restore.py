@@ -7,7 +7,7 @@ import shutil
 import uuid
 
 import pytest
-from conftest import SG1, db_name, fill
+from exchange_test_helpers import SG1, db_name, fill
 
 from emulators.clock import VirtualClock
 from emulators.exchange import ExchangeServer, errors
