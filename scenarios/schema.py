@@ -57,7 +57,7 @@ SITE_FIELDS: dict[str, Field] = {
     "slots": Field(int, default=8, minimum=1),
     "cartridges": Field(int, default=4, minimum=1),
     "media": Field(str, choices=("LTO5", "LTO6", "LTO7", "LTO8", "LTO9", "LTO10"), default="LTO9"),
-    "capacity_mb": Field((int, float), default=64, minimum=1),
+    "capacity_mb": Field((int, float), default=16, minimum=1),
 }
 
 FAULTS = (
@@ -77,7 +77,8 @@ STEP_FIELDS: dict[str, dict[str, Field]] = {
     "mailbox-backup": {
         "mailboxes": Field(str, default="*"),
         "folders": Field(str, default="*"),
-        "level": Field(str, choices=("full", "incremental"), default="full"),
+        "level": Field(str, choices=("full", "incremental", "differential", "copy"), default="full"),
+        "expect": Field(str, choices=("ok", "warning", "failed"), default=None),
     },
     "fault": {
         "kind": Field(str, required=True, choices=FAULTS),
@@ -98,6 +99,7 @@ STEP_FIELDS: dict[str, dict[str, Field]] = {
         "folder": Field(str),
         "to": Field(str),
         "conflict": Field(str, choices=("overwrite", "skip", "copy"), default="skip"),
+        "expect": Field(str, choices=("ok", "failed"), default=None),
     },
     "verify": {},
 }
