@@ -67,7 +67,8 @@ async def backup_storage_groups(
     names = resolve_storage_groups(api, storage_groups)
     jobs = [
         StorageGroupBackup(api, name, level, open_session=site.server.open_session, runtime=site.runtime,
-                           databases=databases, progress=progress)
+                           databases=databases, progress=progress,
+                           base_available=has_full_backup(site.catalog, api.server_name, name))
         for name in names
     ]
     outcomes = await asyncio.gather(*(job.run() for job in jobs), return_exceptions=True)
@@ -82,6 +83,12 @@ async def backup_storage_groups(
             job.result.error = str(outcome)
         results.append(job.result)
     return results
+
+
+def has_full_backup(catalog, server: str, storage_group: str) -> bool:
+    """Whether the catalog holds a restorable full backup an incremental or differential can build on."""
+    return any(s.kind == "database" and s.backup_type == "full" and s.status == "ok"
+               for s in catalog.data_sets(server, storage_group))
 
 
 @dataclass

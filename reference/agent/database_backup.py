@@ -115,6 +115,7 @@ class StorageGroupBackup:
         databases: list[str] | None = None,
         progress: Progress | None = None,
         read_size: int = READ_SIZE,
+        base_available: bool = True,
     ):
         self.api = api
         self.requested = parse_level(level)
@@ -123,6 +124,8 @@ class StorageGroupBackup:
         self.open_session = open_session
         self.runtime = runtime
         self.progress = progress or (lambda name, n: None)
+        self.base_available = base_available
+        """False when the backup server holds no full backup to build an incremental on."""
         self._buffer = bytearray(read_size)
         self._pending: list = []
         self._session = None
@@ -222,6 +225,10 @@ class StorageGroupBackup:
 
     async def _setup(self, context: BackupContext, instance: InstanceBackupInfo) -> Level:
         wanted = self.requested
+        if wanted.api_type == BackupType.LOGS_ONLY and not self.base_available:
+            # Exchange checks only the stores mounted now; the catalog knows whether a chain exists.
+            return await self._convert_to_full(context, instance, wanted,
+                                               "the backup catalog holds no full backup of this storage group")
         try:
             await self.runtime.call(context.setup, instance.instance_id, wanted.api_type)
             return wanted
@@ -234,6 +241,9 @@ class StorageGroupBackup:
                 reason = "no previous full backup exists for every database"
             else:
                 raise
+        return await self._convert_to_full(context, instance, wanted, reason)
+
+    async def _convert_to_full(self, context, instance: InstanceBackupInfo, wanted: Level, reason: str) -> Level:
         warning = f"{wanted.name} backup of {instance.name!r} converted to a full backup: {reason}"
         log.warning(warning)
         self.result.warnings.append(warning)
@@ -292,13 +302,11 @@ class StorageGroupBackup:
                 raise _DatabaseFailed(str(error)) from error
             raise
         stream = writer.open_file(name, size, modified=self._now())
-        view = memoryview(self._buffer)
         try:
             while True:
-                count = await call(context.read_file, handle, self._buffer)
+                count = await call(self._read_into_stream, context, handle, stream)
                 if count == 0:
                     break
-                stream.write(view[:count])
                 self.result.bytes += count
                 self.progress(prefix + name, count)
                 await self._flush()
@@ -319,6 +327,14 @@ class StorageGroupBackup:
             raise _DatabaseFailed(str(error)) from error
         await self._flush()
         return ObjectEntry(prefix + name, kind, record.size, record.sha256.hex(), record.fla, database)
+
+    def _read_into_stream(self, context, handle, stream) -> int:
+        """One read and its SHA-256/CSUM in the same worker call: the hash (which releases the
+        GIL) then overlaps the server's tape writes instead of holding up the event loop."""
+        count = context.read_file(handle, self._buffer)
+        if count:
+            stream.write(memoryview(self._buffer)[:count])
+        return count
 
     async def _flush(self) -> None:
         # The writer holds a reference to this list (its sink is ``self._pending.append``).

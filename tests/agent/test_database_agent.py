@@ -93,11 +93,22 @@ def test_full_backup_spans_cartridges_and_truncates_after_commit(tmp_path):
         s.close()
 
 
-def test_incremental_without_full_is_converted_with_a_warning(site):
-    """ese-backup-api.md §6 behaviour 3 seen from the agent: -560 at setup → full + warning."""
+def test_incremental_without_a_full_in_the_catalog_is_converted_with_a_warning(site):
+    """ARCserve W8644: no full backup of the group in the catalog → full + warning (even when
+    Exchange itself would accept LOGS_ONLY, e.g. with every store dismounted)."""
     [result] = site.backup("incremental")
     assert result.level == "full" and result.status == "warning"
-    assert "no previous full backup" in result.warnings[0]
+    assert "no full backup" in result.warnings[0]
+
+
+def test_incremental_after_a_new_store_is_converted_on_exchanges_answer(site):
+    """ese-backup-api.md §6 behaviour 3 seen from the agent: a store added after the last full has
+    no full of its own → -560 at setup → full + warning."""
+    site.backup("full")
+    site.exchange.add_database(SG1)
+    [result] = site.backup("incremental")
+    assert result.level == "full" and result.status == "warning"
+    assert "no previous full backup exists for every database" in result.warnings[0]
 
 
 def test_circular_logging_converts_differential_to_full(site):

@@ -12,11 +12,9 @@ def step(step_kind: str, **given) -> Step:
     return Step(step_kind, {name: rule.default for name, rule in STEP_FIELDS[step_kind].items()} | given, 0)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "found by `mailtape scenarios fuzz`: with every store of the group dismounted and no full backup "
-    "in the catalog, an incremental backup reports ok (Exchange's -560 check only looks at mounted "
-    "stores), yet the set can never be restored: restore_chain finds no full. The agent should warn "
-    "or convert to full when the catalog holds no full of the group (reference/agent, jobs)."))
+# Found by `mailtape scenarios fuzz`: with every store of the group dismounted and no full backup in
+# the catalog, an incremental reported ok (Exchange's -560 check only looks at mounted stores) yet
+# could never be restored. Fixed: the agent converts to full when the catalog holds no full.
 def test_incremental_without_any_full_backup_is_not_reported_ok(backup_site):
     backup_site.step("fault", kind="dismount-database")
     outcome = backup_site.step("backup", level="incremental")
