@@ -14,9 +14,9 @@ distance, the write-protect switch, MAM attributes and life counters.
   word) is left in place: objects before it stay readable, reaching it raises
   :class:`MediumError` (a ``CorruptDataError`` *and* an ``OSError(EIO)``) naming the cartridge and
   byte offset. A write at or before the damage truncates it away, as on a real tape.
-* **Write-behind.** Streaming appends of immutable ``bytes`` are queued and written several
-  records per ``pwritev`` (:meth:`Cartridge.append_record`); every other use of the file writes
-  the queue first.
+* **Write-behind.** Streaming appends of immutable ``bytes`` (or read-only views of them) are
+  queued and written several records per ``pwritev`` (:meth:`Cartridge.append_record`); every
+  other use of the file writes the queue first.
 * **Capacity** is measured in bytes of the image (stored bytes, including the 8-byte SIMH framing
   per record, which plays the part of the inter-record gaps).
 * **Compression.** A cartridge created with ``compression=True`` stores each record as a one-byte
@@ -522,8 +522,8 @@ class Cartridge:
     def append_record(self, data, length: int, defer: bool = False) -> None:
         """Append one uncompressed record at EOD (the drive's streaming path; no checks).
 
-        ``defer`` (only for immutable ``bytes``): queue the record and write up to
-        ``WRITE_BEHIND_RECORDS`` of them with one ``pwritev`` - the drive buffer's write-behind,
+        ``defer`` (only for immutable ``bytes`` or a read-only view of them): queue the record and
+        write up to ``WRITE_BEHIND_RECORDS`` of them with one ``pwritev`` - the drive buffer's write-behind,
         which keeps the page cache from splitting a page at every record boundary. Any other use
         of the image writes the queue first; a failure surfaces on that later call, as st reports
         an asynchronous write error on the next operation.

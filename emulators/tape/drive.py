@@ -281,8 +281,15 @@ class EmulatedDrive:
                     and pos == len(cart._offsets) and cart.damage is None
                     and cart._end + 8 + count + (count & 1)
                     < cart.meta["capacity_bytes"] - cart.meta["early_warning_bytes"]):
-                cart.append_record(data if type(data) is bytes else view, count,
-                                   defer=type(data) is bytes)
+                if type(data) is bytes:
+                    cart.append_record(data, count, defer=True)
+                elif view.readonly and type(view.obj) is bytes:
+                    # A read-only view of immutable bytes (the media writer's blocks cut from a
+                    # received chunk) is as safe to queue as bytes; its own slice survives the
+                    # caller releasing its view.
+                    cart.append_record(view[:], count, defer=True)
+                else:
+                    cart.append_record(view, count, defer=False)
                 self.pos = pos + 1
                 if self.blkno >= 0:
                     self.blkno += 1

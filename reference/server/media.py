@@ -31,6 +31,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
+
 from reference.errors import MailtapeError, NotFoundError
 from reference.format import mtf_structs as m
 from reference.format.media import MediaFullError, MediaIdentity, MediaWriter, media_label
@@ -45,6 +47,8 @@ log = logging.getLogger("mailtape.server.media")
 DEFAULT_POOL = "Default"
 SCRATCH_POOL = "Scratch"
 DEFAULT_BLOCK_SIZE = 64 * 1024
+_FILE_FIXED_SIZE = m.FileFixed.sizeof()  # construct's sizeof walks the struct: compute it once
+_FILE_WORD = int.from_bytes(b"FILE", "little")
 
 
 class MediaError(MailtapeError):
@@ -150,12 +154,24 @@ class RecordingDevice:
         self.pos += 1
         self.bytes += n
         view = memoryview(block).cast("B")
-        for i in range(0, len(view) - m.DB_HDR_SIZE - m.FileFixed.sizeof() + 1, self.flb):
-            if view[i:i + 4] == b"FILE" and m.header_ok(view, i):  # DBLKs start on FLB boundaries
+        for i in self._file_candidates(view):
+            if m.header_ok(view, i):
                 _k, attr, _fe, _size, fla, _cbid, _st, _c = m.header_fields(view, i)
-                file_id = m.FileFixed.parse(bytes(view[i + 52: i + 52 + m.FileFixed.sizeof()])).file_id
+                file_id = m.FileFixed.parse(bytes(view[i + 52: i + 52 + _FILE_FIXED_SIZE])).file_id
                 self.files_seen.append((fla, file_id, bool(attr & m.MTF_CONTINUATION), self.fileno, at))
         return n
+
+    def _file_candidates(self, view) -> list[int]:
+        """FLB-aligned offsets (DBLKs start on FLB boundaries) holding the tag ``FILE`` with room
+        for a FILE header. Vectorised: reads one 32-bit word per FLB, in place."""
+        flb = self.flb
+        last = len(view) - m.DB_HDR_SIZE - _FILE_FIXED_SIZE  # the last offset a FILE header fits at
+        if last < 0:
+            return []
+        if flb % 4:
+            return [i for i in range(0, last + 1, flb) if view[i:i + 4] == b"FILE"]
+        words = np.frombuffer(view, dtype="<u4", count=last // 4 + 1)[::flb // 4]
+        return [int(k) * flb for k in np.flatnonzero(words == _FILE_WORD)]
 
     def mtop(self, op, count: int = 1) -> None:
         if op == MtOp.MTWEOF:
