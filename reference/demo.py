@@ -42,6 +42,8 @@ class DemoSettings:
     cartridge_mb: int = 192
     seed: int = 1
     log_file_size: int | None = None  # None: Exchange 2003's real 5 MiB
+    exchange_read_rate: float = 250e6
+    """Bytes/s the emulated server's disks deliver to the backup API (virtual time)."""
 
 
 @dataclass
@@ -111,7 +113,9 @@ class Demo:
         self._populate()
         self.site = open_site(self.workdir, clock=self.clock)
         try:
-            self.api = self.server.backup_api()
+            from emulators.exchange.latency import with_read_latency
+
+            self.api = with_read_latency(self.server.backup_api(), s.exchange_read_rate)
             full = self._backup("full")
             self._activity()
             incremental = self._backup("incremental")
