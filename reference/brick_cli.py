@@ -227,6 +227,11 @@ def add_mailbox_backup(site_path, store_spec, mailboxes=(), folders=(), since=No
         group = opened.storage_group
         if not _urls(store_spec):
             group = exchange_storage_group(selection.mailboxes)
+        available = opened.store.list_mailboxes()
+        if not any(selection.takes_mailbox(name) for name in available):
+            shown = ", ".join(sorted(available, key=str.casefold)[:20]) or "none"
+            raise NotFoundError(f"no mailbox on {opened.server_name} matches {', '.join(selection.mailboxes)} "
+                                f"(it has: {shown}{', ...' if len(available) > 20 else ''})")
         result = opened.site.runtime.run(backup_mailboxes(
             opened.site, opened.store, selection, level, server_name=opened.server_name,
             storage_group=group, progress=bar))

@@ -104,6 +104,20 @@ def test_option_errors_are_usage_errors(exchange_site):
         run_mailbox_restore(root, None, "jsmith", None, None, "merge", True, None, None, False)
 
 
+def test_a_pattern_matching_no_mailbox_is_an_error_naming_what_exists(exchange_site):
+    from reference.errors import NotFoundError
+    from reference.server.site import open_site_catalog as catalog_of
+
+    root, _ = exchange_site
+    with pytest.raises(NotFoundError, match=r"no mailbox on EXCH01 matches nob\*.*jsmith"):
+        add_mailbox_backup(root, None, ["nob*"], None, None, "full", True)
+    catalog = catalog_of(root)
+    try:
+        assert catalog.jobs() == [] and catalog.data_sets() == []  # nothing was written
+    finally:
+        catalog.close()
+
+
 def test_parse_time():
     assert parse_time("2004-11-09", "--at") == 1099958400.0
     assert parse_time("2004-11-09T02:00:00+02:00", "--at") == 1099958400.0
