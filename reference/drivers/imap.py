@@ -21,7 +21,6 @@ from __future__ import annotations
 import email.parser
 import imaplib
 import re
-import socket
 import ssl
 from datetime import datetime, timezone
 from typing import Callable, Iterator, TypeVar
