@@ -37,6 +37,11 @@ class Profile:
     complete_errors_via_ese_call: bool = False
     """Whether HrESERestoreComplete reports engine errors as hrErrorFromESECall (0xC7FF1004) with the
     JET error as GetLastError(), instead of the engine HRESULT itself (spec §1.5: both are seen)."""
+    refuse_other_timeline: bool = True
+    """Hard recovery refuses to replay, into a restored database, logs of another timeline: a
+    re-attach logged from another consistent point than the replay reaches (the logs left after a
+    point-in-time restore) -> -551 JET_errConsistentTimeMismatch (ESE ErrLGRICheckRedoAttachDb;
+    UNVERIFIED on a real Exchange 2003/2007). False: replay them (the emulator before the fix)."""
     one_database_stream_at_a_time: bool = True
     """Opening a second database file of the storage group while one is open -> -521 (UNVERIFIED)."""
     max_storage_groups: int = 4

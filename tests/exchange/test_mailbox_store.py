@@ -382,15 +382,17 @@ def test_database_restore_brings_back_exactly_the_mailboxes(tmp_path):
         for name in databases:
             server.dismount(SG_A, name)
             server.set_allow_restore_overwrite(SG_A, name, True)
+        # roll-forward first: after a point-in-time restore the later logs are another timeline
+        # and a roll-forward through them is refused (-551, tests/exchange/test_timelines.py)
+        run_restore(api, [full, incremental], roll_forward=True, restore_path=str(tmp_path / "r2"))
+        assert snapshot(ServerMailboxStore.for_server(server)) == latest
+        for name in databases:
+            server.dismount(SG_A, name)
         run_restore(api, [full, incremental], roll_forward=False, restore_path=str(tmp_path / "r1"),
                     flags=RestoreComplete.NONE)
         for name in databases:
             server.mount(SG_A, name)
         assert snapshot(ServerMailboxStore.for_server(server)) == at_backup
-        for name in databases:
-            server.dismount(SG_A, name)
-        run_restore(api, [full, incremental], roll_forward=True, restore_path=str(tmp_path / "r2"))
-        assert snapshot(ServerMailboxStore.for_server(server)) == latest
 
 
 def test_mailbox_guids_are_unique_across_databases(store):

@@ -9,7 +9,7 @@ import uuid
 from reference.protocols.exchange import RestoreClose, RestoreComplete, RestoreEnvironment
 
 from .. import errors
-from ..engine import hardrecovery
+from ..engine import hardrecovery, timeline
 from ..engine.logstream import log_generation_from_name
 from . import restore_env
 
@@ -140,7 +140,10 @@ class RestoreContext:
             for _n, _g, _s, dest in env.databases:
                 for p in dest:
                     hardrecovery.check_database(p, profile, gens)
-            hardrecovery.replay([list(d) for _n, _g, _s, d in env.databases], profile, gens + forward, server.clock)
+            db_files = [list(d) for _n, _g, _s, d in env.databases]
+            consistent = (timeline.check_timeline(db_files, profile, gens + forward)
+                          if profile.refuse_other_timeline else None)
+            hardrecovery.replay(db_files, profile, gens + forward, server.clock, consistent)
             if not (flags & RestoreComplete.KEEP_LOG_FILES):
                 for g in gens:
                     try:

@@ -5,7 +5,8 @@ current logs.
 Checks, in the engine's order: restored log set present (-557), one signature (-555), contiguous
 tmPrevGen chain (-556); logs outside the set deleted; existing logs in the target folder
 consistent (-610/-611, or warnings +558/+559 on the 2003 profile, then no roll-forward); each
-database a backup database (-615), its trailer matching (-552) and inside the window (-554/-553).
+database a backup database (-615), its trailer matching (-552) and inside the window (-554/-553);
+then the replayed attach/detach records on one timeline (-551, engine/timeline.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import dataclasses
 import os
 
 from .. import errors
-from ..ondisk.structs import DBSTATE_CLEAN_SHUTDOWN, LogTime, Trailer
+from ..ondisk.structs import DBSTATE_CLEAN_SHUTDOWN, LgPos, LogTime, Trailer
 from .database import route_table
 from .instance import apply_records
 from .logstream import Generation, LogCorrupt, list_log_files, parse_generation, records_of
@@ -139,8 +140,12 @@ def check_database(path: str, profile, gens: list[Generation]) -> tuple[int, int
     return header.dbid, header.lsn_flushed
 
 
-def replay(db_files: list[list[str]], profile, gens: list[Generation], clock) -> int:
-    """Strip trailers, replay ``gens`` into the databases, leave them clean. Returns ops applied."""
+def replay(db_files: list[list[str]], profile, gens: list[Generation], clock,
+           consistent: dict[int, LgPos | None] | None = None) -> int:
+    """Strip trailers, replay ``gens`` into the databases, leave them clean. Returns ops applied.
+
+    ``consistent`` (from :func:`timeline.check_timeline`): per dbid the last replayed detach; a
+    database still attached at the end is consistent at the end of the replayed logs."""
     cb = profile.page_size
     opened: dict[int, list[PageFile]] = {}
     try:
@@ -155,14 +160,16 @@ def replay(db_files: list[list[str]], profile, gens: list[Generation], clock) ->
         applied = apply_records(records_of(g.reload() for g in gens), opened, route_table)
         top = max((lsn for _g, lsn, _t, _b in records_of([gens[-1].reload()])), default=0)
         high = gens[-1].header.generation
+        end_of_replay = LgPos.at(high, gens[-1].end)
         now = LogTime.from_seconds(clock.now())
-        for files in opened.values():
+        for dbid, files in opened.items():
             for pf in files:
                 pf.flush(max(top, pf.header.lsn_flushed))
                 h = pf.header
                 h.full_cur = dataclasses.replace(h.full_cur, gen_high=high)
                 h.dbstate = DBSTATE_CLEAN_SHUTDOWN
                 h.time_consistent = now
+                h.lgpos_consistent = (consistent or {}).get(dbid) or end_of_replay
                 h.gen_max_required = high
                 pf.write_header()
         return applied

@@ -323,7 +323,10 @@ class Instance:
                 raise
             db = MountedDatabase(self, dbid, name, files)
             self.databases[dbid] = db
-            self.log.append(R_ATTACH, bytes([dbid]) + files[0].header.sign_db.pack())
+            # the attach record carries the lgposConsistent the database had (ESE ATCHCHK): hard
+            # recovery compares it with the replayed database to detect another timeline (-551)
+            self.log.append(R_ATTACH, bytes([dbid]) + files[0].header.sign_db.pack()
+                            + files[0].header.lgpos_consistent.pack())
             self.write_checkpoint()
             return db
 
@@ -358,11 +361,12 @@ class Instance:
                 return
             top = self.log.next_lsn - 1
             now = LogTime.from_seconds(self.clock.now())
+            consistent = self.log.position
             for f in db.files:
                 f.flush(top)
                 f.header.dbstate = DBSTATE_CLEAN_SHUTDOWN
                 f.header.gen_min_required = f.header.gen_max_required = 0  # clean: no log needed
-                f.header.lgpos_consistent = self.log.position
+                f.header.lgpos_consistent = consistent
                 f.header.time_consistent = now
                 f.header.lgpos_detach = self.log.position
                 f.header.time_detach = now
@@ -375,7 +379,7 @@ class Instance:
             ):
                 self.oldest_unflushed = None
             try:
-                self.log.append(R_DETACH, bytes([dbid]))
+                self.log.append(R_DETACH, bytes([dbid]) + consistent.pack())
             except errors.ExchangeError:
                 pass
             self.write_checkpoint()

@@ -108,23 +108,29 @@ def records_of(gens: Iterable[Generation]) -> Iterator[tuple[int, int, int, byte
     A record whose start lies before the first generation given is skipped; an incomplete record
     at the very end (torn / never committed) is dropped.
     """
+    for pos, lsn, rtype, body in positioned_records(gens):
+        yield pos.generation, lsn, rtype, body
+
+
+def positioned_records(gens: Iterable[Generation]) -> Iterator[tuple[LgPos, int, int, bytes]]:
+    """:func:`records_of` with the lgpos where each record starts."""
     parts: list[bytes] | None = None
-    start_gen = 0
+    start = LgPos()
     for g in gens:
         gen = g.header.generation
-        for _off, ftype, data in g.fragments:
+        for off, ftype, data in g.fragments:
             if ftype == FULL:
                 rtype, lsn = REC.unpack_from(data)
-                yield gen, lsn, rtype, data[REC.size :]
+                yield LgPos.at(gen, off), lsn, rtype, data[REC.size :]
                 parts = None
             elif ftype == FIRST:
-                parts, start_gen = [data], gen
+                parts, start = [data], LgPos.at(gen, off)
             elif parts is not None:
                 parts.append(data)
                 if ftype == LAST:
                     whole = b"".join(parts)
                     rtype, lsn = REC.unpack_from(whole)
-                    yield start_gen, lsn, rtype, whole[REC.size :]
+                    yield start, lsn, rtype, whole[REC.size :]
                     parts = None
 
 
