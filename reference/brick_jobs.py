@@ -98,8 +98,10 @@ class StateStore:
     the last full). Spec brick-level-imap.md §6: incremental = since the last backup of any type,
     differential = since the last full."""
 
-    def __init__(self, site_root: Path, server: str, storage_group: str):
-        self.dir = Path(site_root) / STATE_DIR
+    def __init__(self, site_root: Path, server: str, storage_group: str, *, directory: Path | None = None):
+        """``directory``: keep the files there instead of ``SITE/brick-state`` (the NDMP agent keeps
+        its base beside the Exchange root, reference/agent/ndmp_butypes.py)."""
+        self.dir = Path(directory) if directory is not None else Path(site_root) / STATE_DIR
         self.key = store_id(server, storage_group)
 
     def path(self, which: str) -> Path:
@@ -454,6 +456,11 @@ class _LockStep:
             self._cancelled = True
             self._go.release()
             self._thread.join()
+
+
+# the packaging and the lock-step pass, shared with the NDMP agent's ``mailbox`` butype
+SetPacker = _Packer
+LockStep = _LockStep
 
 
 # -- restore -------------------------------------------------------------------------------------

@@ -12,6 +12,10 @@ instance with ``InstanceEnd.ERROR``: no truncation, no backup recorded in the da
 (see docs/ndmp.md, "The exchange butype"). Level ``copy`` never truncates, so an uncommitted copy
 ends with SUCCESS (a copy backup changes nothing Exchange relies on).
 
+The same agent serves the brick-level ``mailbox`` butype (:class:`MailboxButypes`): the data set
+reference/brick_jobs.py writes in-process, with the incremental base kept on the agent and saved
+only on MAILTAPE_DATA_COMMIT.
+
 All Exchange API work runs on one agent event-loop thread (:class:`AgentLoop`), on the emulator's
 clock, so concurrent NDMP connections never call the emulator from two threads at once.
 """
@@ -48,7 +52,8 @@ log = logging.getLogger("mailtape.agent.ndmp")
 QUEUE_CHUNKS = 16  # chunks in flight between the agent loop and the data connection (bounded memory)
 POLL = 0.2  # seconds between abort checks while waiting for the agent
 COMMIT_WAIT = 600.0  # how long MAILTAPE_DATA_COMMIT waits for truncation and InstanceEnd
-ENV_TRAILER = "MAILTAPE_TRAILER"  # base64(zlib(JSON)) of the data-set trailer, for a mailtape DMA
+ENV_TRAILER = "MAILTAPE_TRAILER"
+ENV_STATE_DIR = "MAILTAPE_AGENT_STATE"  # the mailbox butype's state folder (until serve has --state)  # base64(zlib(JSON)) of the data-set trailer, for a mailtape DMA
 
 _END = object()
 IMAGE_MODES = ("medium", "set")
@@ -245,6 +250,7 @@ class ExchangeButypes:
         self.agent = AgentLoop(runtime.clock)
         self.spool_dir = spool_dir
         self.results: collections.deque = collections.deque(maxlen=100)  # recent GroupBackupResults, newest last
+        self.mailbox: MailboxButypes | None = None  # the brick-level butype, when a mailbox store is served
 
     def close(self) -> None:
         self.agent.close()
@@ -492,16 +498,264 @@ class _SpooledObject:
             yield view
 
 
+class MailboxButypes:
+    """The ``mailbox`` butype (brick level) over one mailbox store, sharing the agent loop.
+
+    Backup env: MAILBOXES (comma-separated fnmatch patterns, default ``*``), FOLDERS (display-path
+    patterns, default ``*``), LEVEL full | incremental | differential | copy, MTF_SET_NUMBER,
+    MTF_IMAGE medium | set, LAST_SET_ID (optional: the DMA's newest data set of this store; a base
+    from another set turns an incremental into a full). The data set is the one
+    :func:`reference.brick_jobs.backup_mailboxes` writes (same packer). The incremental base lives
+    in ``state_dir`` and is saved only on MAILTAPE_DATA_COMMIT.
+
+    Recover: the stream holds brick-level set(s); the name list selects mailboxes (original_path
+    ``/MAILBOX``, destination_path ``/OTHER`` restores into another mailbox); env FOLDERS and
+    CONFLICT (skip | replace | duplicate ...) as for ``mailtape restore``."""
+
+    def __init__(self, store, agent: AgentLoop, runtime: Runtime, state_dir: str | os.PathLike,
+                 *, spool_dir: str | None = None):
+        from reference.brick_jobs import store_identity
+
+        self.store = store
+        self.agent = agent
+        self.runtime = runtime
+        self.state_dir = Path(state_dir)
+        self.spool_dir = spool_dir
+        self.server, self.storage_group = store_identity(store)
+
+    def butype(self) -> Butype:
+        return Butype(
+            name="mailbox", backup=self.backup, recover=self.recover,
+            default_env={"MAILBOXES": "*", "FOLDERS": "*", "LEVEL": "full", "MTF_SET_NUMBER": "1",
+                         "MTF_IMAGE": "medium", "CONFLICT": "skip"},
+            attrs=(c.ButypeAttr.BACKUP_FH_FILE | c.ButypeAttr.RECOVER_FILELIST | c.ButypeAttr.BACKUP_UTF8
+                   | c.ButypeAttr.RECOVER_UTF8 | c.ButypeAttr.BACKUP_INCREMENTAL))
+
+    def _states(self):
+        from reference.brick_jobs import StateStore
+
+        return StateStore(self.state_dir, self.server, self.storage_group, directory=self.state_dir)
+
+    @staticmethod
+    def _selection(env: dict[str, str], mailboxes: list[str] | None = None):
+        from reference.agent.brick import Selection
+
+        return Selection(mailboxes=tuple(mailboxes or _env_list(env.get("MAILBOXES")) or ["*"]),
+                         folders=tuple(_env_list(env.get("FOLDERS")) or ["*"]))
+
+    def _choose_base(self, level: str, selection, last_set: str | None, warnings: list[str]):
+        """Effective level and base, from the agent's own state (the DMA's catalog is not here)."""
+        if level in ("full", "copy"):
+            return level, None
+        base = self._states().load("incremental" if level == "incremental" else "full")
+        reason = None
+        if base is None:
+            reason = "no committed previous full backup of this store on the agent"
+        elif base.selection != selection.to_meta():
+            reason = "the selection (mailboxes, folders) differs from the base backup's"
+        elif last_set and level == "incremental" and last_set != str(base.set_id):
+            reason = f"the DMA's newest data set is {last_set}, the agent's base is data set {base.set_id}"
+        if reason is None:
+            return level, base
+        warnings.append(f"{level} backup of {self.server}/{self.storage_group} converted to a full backup: {reason}")
+        return "full", None
+
+    def backup(self, job: DataJob) -> Iterator[bytes]:
+        import datetime as dt
+
+        from reference.agent.brick import BrickBackup
+        from reference.brick_jobs import LEVELS as BRICK_LEVELS
+        from reference.brick_jobs import BaseRecord, LockStep, SetPacker
+
+        env = job.env
+        level = (env.get("LEVEL") or "full").lower()
+        if level not in BRICK_LEVELS:
+            raise MailtapeError(f"env LEVEL={level!r}: one of {', '.join(BRICK_LEVELS)}")
+        try:
+            set_number = int(env.get("MTF_SET_NUMBER") or "1")
+        except ValueError:
+            raise MailtapeError(f"env MTF_SET_NUMBER={env.get('MTF_SET_NUMBER')!r} is not a number") from None
+        image = (env.get("MTF_IMAGE") or "medium").lower()
+        if image not in IMAGE_MODES:
+            raise MailtapeError(f"env MTF_IMAGE={image!r}: one of {', '.join(IMAGE_MODES)}")
+        selection = self._selection(env)
+        warnings: list[str] = []
+        clock = self.runtime.clock
+        effective, base = self._choose_base(level, selection, env.get("LAST_SET_ID"), warnings)
+        pass_ = BrickBackup(self.store, selection, base.state if base else None,
+                            level="full" if effective == "copy" else effective, clock=clock.now)
+        packer = SetPacker(set_number, self.server, self.storage_group, effective, clock.now())
+        producer = LockStep(lambda step: packer.run(pass_, step, None))
+        producer.start()
+
+        async def step() -> list:
+            # on the agent loop: the pass and the exchange butype never touch the store together
+            producer.step()
+            return packer.take()
+
+        def on_committed(commit_env: dict[str, str]) -> None:
+            if effective == "copy":
+                return
+            try:
+                data_set_id = int(commit_env.get("BACKUP_ID") or 0)
+            except ValueError:
+                raise MailtapeError(f"MAILTAPE_DATA_COMMIT BACKUP_ID={commit_env.get('BACKUP_ID')!r} "
+                                    "is not a number") from None
+            states = self._states()
+            record = BaseRecord(data_set_id, effective, selection.to_meta(), pass_.state)
+            states.save("incremental", record)
+            if effective == "full":
+                states.save("full", record)
+            job.log(f"{self.server}/{self.storage_group}: {effective} backup committed as data set "
+                    f"{data_set_id}; incremental base saved")
+
+        job.on_committed = on_committed
+        framer = None
+        offset = 0
+        if image == "medium":
+            framer = _MediumFramer(set_number, lambda: dt.datetime.fromtimestamp(
+                clock.now(), tz=dt.timezone.utc).replace(tzinfo=None, microsecond=0),
+                seed=f"{self.server}/{self.storage_group}/{set_number}/{clock.now()!r}")
+            for block in framer.sink.take():
+                offset += len(block)
+                yield bytes(block)
+
+        def out(chunks: list) -> Iterator[bytes]:
+            nonlocal offset
+            for chunk in chunks:
+                for block in (framer.feed(chunk) if framer is not None else (chunk,)):
+                    offset += len(block)
+                    yield bytes(block)
+
+        try:
+            while not producer.finished:
+                job.check_abort()
+                yield from out(self.agent.submit(step()).result())
+            producer.raise_error()
+            for change in pass_.summary.uidvalidity_changes:
+                warnings.append(f"UIDVALIDITY of {change['mailbox']}:{'/'.join(change['folder'])} changed "
+                                f"{change['old']}→{change['new']}")
+            metadata = packer.metadata(pass_, selection, level, warnings)
+            eset = packer.finish_metadata(metadata)
+            yield from out(packer.take())
+            if framer is not None:
+                for block in framer.end(eset):
+                    offset += len(block)
+                    yield bytes(block)
+        finally:
+            producer.cancel()
+        trailer = DataSetTrailer(eset, packer.objects, effective, metadata=metadata)
+        backed_up = int(clock.now())
+        for entry in trailer.objects:
+            job.add_file(mailbox_history_name(self.storage_group, entry), size=entry.size, fh_info=entry.fla,
+                         mtime=backed_up, ftype=c.FileType.REG)
+        env.update({
+            "SERVER": self.server, "STORAGE_GROUP": self.storage_group, "BACKUP_LEVEL": effective,
+            "MTF_SET_NUMBER": str(set_number), "MTF_BYTES": str(offset), "MTF_IMAGE": image,
+            "OBJECTS": str(len(trailer.objects)), "ITEMS": str(packer.items),
+            "MAILBOXES_BACKED_UP": ",".join(packer.mailboxes), "WARNINGS": str(len(warnings)),
+            ENV_TRAILER: encode_trailer(trailer),
+        })
+        for warning in warnings:
+            job.log(warning, c.LogType.WARNING)
+
+    def recover(self, job: DataJob, chunks: Iterator[bytes]) -> None:
+        from reference.agent.brick import BrickCatalog, RestoreOptions, run_restore
+        from reference.agent.brick.mtf import read_brick_sets
+        from reference.format.reader import MtfReader
+        from reference.format.sources import open_medium
+
+        env = job.env
+        wanted: list[str] = []
+        target = (env.get("TARGET_MAILBOX") or "").strip() or None
+        for entry in job.nlist:
+            parts = [p for p in entry.original_path.split("/") if p]
+            if parts and parts[0] == self.storage_group and len(parts) > 1:
+                parts = parts[1:]  # /Mailboxes/NAME as the file history names it
+            if parts:
+                wanted.append(parts[0])
+            dest = [p for p in (entry.destination_path or "").split("/") if p]
+            if dest:
+                target = dest[-1]
+        if target and len(set(wanted)) > 1:
+            raise MailtapeError("a destination mailbox needs exactly one source mailbox in the name list")
+        options = RestoreOptions(selection=self._selection(env, wanted), target_mailbox=target,
+                                 conflict=(env.get("CONFLICT") or "skip").lower())
+        fd, spool = tempfile.mkstemp(suffix=".bkf", prefix="ndmp-recover-", dir=self.spool_dir)
+        try:
+            with os.fdopen(fd, "wb") as sink:
+                for chunk in chunks:
+                    sink.write(chunk)
+            if os.path.getsize(spool) == 0:
+                raise MailtapeError("the recover stream is empty")
+            medium = open_medium(spool)
+            try:
+                reader = MtfReader([medium])
+                sets = read_brick_sets(reader, reader.read())
+                if not sets:
+                    raise MailtapeError("no brick-level (mailbox) data set in the recover stream")
+                catalog = BrickCatalog.from_sets(sets)
+
+                async def restore():
+                    return run_restore(catalog, self.store, options)
+
+                result = self.agent.submit(restore()).result()
+            finally:
+                medium.close()
+        finally:
+            Path(spool).unlink(missing_ok=True)
+        counts = result.plan.counts()
+        env["RESTORED_ITEMS"] = str(sum(n for op, n in counts.items() if op in ("append", "replace")))
+        env["RESTORED_TO"] = target or ",".join(sorted(set(wanted))) or "*"
+        env["FAILED_ITEMS"] = str(len(result.failed))
+        for entry in job.nlist:
+            job.log_file(entry.original_path, c.RecoveryStatus.SUCCESSFUL if result.ok
+                         else c.RecoveryStatus.FAILED_UNDEFINED_ERROR)
+        for action, reason in result.failed[:20]:
+            job.log(f"{'/'.join(action.folder)}: {reason}", c.LogType.WARNING)
+        job.log("; ".join(f"{n} {op}" for op, n in sorted(counts.items())) or "nothing to restore")
+        if result.failed and not result.done:
+            raise MailtapeError(f"mailbox restore failed: {len(result.failed)} items failed")
+
+
+def mailbox_history_name(storage_group: str, entry) -> str:
+    """The file-history name of a brick-level object: ``/Mailboxes/MAILBOX/PATH`` (the metadata
+    volume's objects have no mailbox: ``/Mailboxes/PATH``)."""
+    return "/".join(["", storage_group, *([entry.database] if entry.database else []), entry.path])
+
+
+def default_state_dir(exchange_root: str) -> Path:
+    """Where the agent keeps brick-level incremental bases unless told otherwise: beside the root."""
+    root = Path(exchange_root).resolve()
+    return root.parent / f"{root.name}.mailtape-state"
+
+
 def make_agent_server(api, runtime: Runtime, credentials, *, host: str = "127.0.0.1", port: int = 0,
-                      allow_remote: bool = False, spool_dir: str | None = None):
-    """An NdmpServer offering the ``exchange`` butype over ``api``; returns (server, butypes).
+                      allow_remote: bool = False, spool_dir: str | None = None, mailbox_store=None,
+                      state_dir: str | os.PathLike | None = None):
+    """An NdmpServer offering the ``exchange`` butype over ``api`` and the ``mailbox`` butype over
+    ``mailbox_store`` (default: the emulated server's mailboxes; incremental bases in ``state_dir``,
+    else env MAILTAPE_AGENT_STATE, else beside the Exchange root); returns (server, butypes).
     The host name it reports (CONFIG_GET_HOST_INFO) is the Exchange server's name, which a DMA
     records as the data set's server."""
     from reference.ndmp.data import DataService
     from reference.ndmp.server import NdmpServer, ServerConfig
 
     agent = ExchangeButypes(api, runtime, spool_dir=spool_dir)
+    butypes = agent.butypes()
+    emulated = getattr(api, "server", None)
+    if mailbox_store is None and emulated is not None and hasattr(emulated, "storage_groups"):
+        from emulators.exchange.mailbox_store import ServerMailboxStore
+
+        mailbox_store = ServerMailboxStore.for_server(emulated)
+    if mailbox_store is not None:
+        state_dir = state_dir or os.environ.get(ENV_STATE_DIR) or (
+            default_state_dir(emulated.root) if emulated is not None else None)
+        if not state_dir:
+            raise MailtapeError("the mailbox butype needs a state folder for its incremental bases")
+        agent.mailbox = MailboxButypes(mailbox_store, agent.agent, runtime, state_dir, spool_dir=spool_dir)
+        butypes.append(agent.mailbox.butype())
     server = NdmpServer(ServerConfig(host=host, port=port, credentials=credentials, allow_remote=allow_remote,
                                      hostname=api.server_name, product_name="mailtape Exchange agent"))
-    server.add_service(DataService(agent.butypes(), fs_info=agent.fs_info))
+    server.add_service(DataService(butypes, fs_info=agent.fs_info))
     return server, agent

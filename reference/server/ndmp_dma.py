@@ -18,6 +18,10 @@ spanning cartridges on early warning, ESET and filemark, catalog). The sequence 
 
 Any failure before step 5 aborts the session (nothing is committed) and never sends the commit, so
 the agent keeps its logs. Blocking NDMP I/O runs in worker threads; the site's loop only awaits.
+
+Also here: :func:`ndmp_backup_mailboxes` (the agent's brick-level ``mailbox`` butype, same two-way
+sequence) and :func:`ndmp_backup_three_way` (the stream goes to a third-party NDMP tape server's
+Mover; end of medium continues on the next tape device; docs/ndmp.md).
 """
 
 from __future__ import annotations
@@ -101,7 +105,7 @@ class _Dma:
         assert self.client is not None
         return [fs.fs_logical_device for fs in self.client.call(c.Message.CONFIG_GET_FS_INFO).fs_info]
 
-    def start_backup(self, env: dict[str, str]) -> None:
+    def start_backup(self, env: dict[str, str], butype: str = BUTYPE) -> None:
         cl = self.client
         assert cl is not None and cl.sock is not None
         local = cl.sock.getsockname()[0]
@@ -117,7 +121,7 @@ class _Dma:
             self.data, _peer = listener.accept()
         self.data.settimeout(None)
         cl.call(c.Message.DATA_START_BACKUP, m.DataStartBackupRequest(
-            BUTYPE, [m.Pval(k, v) for k, v in env.items()]))
+            butype, [m.Pval(k, v) for k, v in env.items()]))
 
     def pump(self, deliver) -> int:
         """Read the data connection to its end, handing each chunk to ``deliver``; bytes read."""
@@ -189,14 +193,16 @@ class _Dma:
             self.client = None
 
 
-def _check_history(dma: _Dma, trailer: DataSetTrailer, storage_group: str) -> None:
+def _check_history(dma: _Dma, trailer: DataSetTrailer, storage_group: str, name_of=None) -> None:
     """The file history must name exactly the trailer's objects (path, size, FLA): the catalog
-    records what the agent announced, and the two views must agree before anything is committed."""
+    records what the agent announced, and the two views must agree before anything is committed.
+    ``name_of(object)``: the history name the butype gives an object (default ``/SG/PATH``)."""
     announced = {}
     for f in dma.files:
         name = f.names[0][1] if f.names else ""
         announced[name] = (f.stats[0].size if f.stats else None, f.fh_info)
-    expected = {f"/{storage_group}/{o.path}": (o.size, o.fla) for o in trailer.objects}
+    name_of = name_of or (lambda o: f"/{storage_group}/{o.path}")
+    expected = {name_of(o): (o.size, o.fla) for o in trailer.objects}
     if announced != expected:
         missing = sorted(set(expected) - set(announced))[:3]
         extra = sorted(set(announced) - set(expected))[:3]
@@ -330,3 +336,266 @@ async def ndmp_backup(site, address: str, user: str, password: str, storage_grou
     results = await asyncio.gather(*(one(n) for n in names))
     await site.server.drain()
     return list(results)
+
+
+async def ndmp_backup_mailboxes(site, address: str, user: str, password: str, level: str = "full", *,
+                                mailboxes: list[str] | None = None, folders: list[str] | None = None):
+    """Brick-level backup of the remote agent's mailboxes (butype ``mailbox``) as one data set.
+
+    Same two-way sequence as :func:`ndmp_backup`; the catalog records the set as kind ``mailbox``
+    with each object's mailbox, so :func:`reference.brick_jobs.restore_mailboxes` restores from it.
+    The agent keeps the incremental base and saves it on MAILTAPE_DATA_COMMIT. Returns a
+    :class:`reference.brick_jobs.MailboxBackupResult` (status ``failed`` and ``error`` on failure)."""
+    from reference.agent.ndmp_butypes import mailbox_history_name
+    from reference.brick_jobs import DEFAULT_STORAGE_GROUP, KIND, LEVELS, MailboxBackupResult
+
+    if level not in LEVELS:
+        raise MailtapeError(f"backup level must be one of {', '.join(LEVELS)}, not {level!r}")
+    host, port = parse_address(address)
+    loop = asyncio.get_running_loop()
+    clock = site.runtime.clock
+    dma = _Dma(host, port, user, password)
+    storage_group = DEFAULT_STORAGE_GROUP
+    result = MailboxBackupResult("", storage_group, level, level)
+    session = None
+    finished = False
+    try:
+        result.server = server_name = await loop.run_in_executor(None, dma.open)
+        newest = [s for s in site.catalog.data_sets(server_name, storage_group)
+                  if s.kind == KIND and s.status == "ok" and s.backup_type != "copy"]
+        session = await site.server.open_session({"kind": KIND, "server": server_name,
+                                                  "storage_group": storage_group, "backup_type": level,
+                                                  "started": clock.now()})
+        env = {"LEVEL": level, "MTF_SET_NUMBER": str(session.set_number), "MTF_IMAGE": "set",
+               "MAILBOXES": ",".join(mailboxes or ["*"]), "FOLDERS": ",".join(folders or ["*"]),
+               "LAST_SET_ID": str(max(s.id for s in newest)) if newest else ""}
+        await loop.run_in_executor(None, dma.start_backup, env, "mailbox")
+
+        def deliver(chunk: bytes) -> None:
+            asyncio.run_coroutine_threadsafe(session.send(chunk), loop).result()
+
+        pumped = loop.run_in_executor(None, dma.pump, deliver)
+        halted = loop.run_in_executor(None, dma.wait_halted)
+        try:
+            received = await pumped
+        except BaseException:
+            dma.close_data()
+            await asyncio.gather(halted, return_exceptions=True)
+            raise
+        reason = await halted
+        if reason != c.DataHaltReason.SUCCESSFUL:
+            why = "; ".join(dma.logs[-3:])
+            raise NdmpJobError(f"agent halted the mailbox backup: {c.DataHaltReason(reason).name}"
+                               + (f" ({why})" if why else ""))
+        agent_env = await loop.run_in_executor(None, dma.env)
+        if ENV_TRAILER not in agent_env:
+            raise NdmpJobError(f"agent sent no {ENV_TRAILER} for the mailbox backup")
+        if agent_env.get("STORAGE_GROUP") != storage_group:
+            raise NdmpJobError(f"agent backed up {agent_env.get('STORAGE_GROUP')!r}, not {storage_group!r}")
+        trailer = decode_trailer(agent_env[ENV_TRAILER])
+        if int(agent_env.get("MTF_BYTES", -1)) != received:
+            raise NdmpJobError(f"received {received} bytes of the mailbox backup, the agent sent "
+                               f"{agent_env.get('MTF_BYTES')}")
+        _check_history(dma, trailer, storage_group, lambda o: mailbox_history_name(storage_group, o))
+        result.level = trailer.backup_type
+        result.warnings = list(trailer.metadata.get("warnings", []))
+        result.mailbox_names = list(trailer.metadata.get("mailboxes", []))
+        result.items = int(agent_env.get("ITEMS") or 0)
+        result.objects = len(trailer.objects)
+        finished = True
+        receipt = await session.finish(trailer)
+        result.receipt = receipt
+        result.bytes_on_media = receipt.bytes_on_media
+        commit_env = {"BACKUP_ID": str(receipt.data_set_id), "BARCODES": ",".join(receipt.barcodes),
+                      "BYTES_ON_MEDIA": str(receipt.bytes_on_media), "CATALOG_TXN": f"set-{receipt.data_set_id}"}
+        try:
+            await loop.run_in_executor(None, dma.commit, commit_env)
+        except (NdmpError, NdmpProtocolError) as error:
+            result.warnings.append(f"data set {receipt.data_set_id} is committed, but the agent could not "
+                                   f"save its incremental base ({error}): the next incremental is a full")
+        result.status = "warning" if result.warnings else "ok"
+        await loop.run_in_executor(None, dma.stop)
+        return result
+    except (MailtapeError, NdmpError, NdmpProtocolError, OSError, TimeoutError) as error:
+        if session is not None and not finished:
+            await session.abort(str(error))
+        await loop.run_in_executor(None, dma.stop)
+        result.status, result.error = "failed", str(error)
+        log.error("ndmp mailbox backup failed: %s", error)
+        return result
+    finally:
+        await loop.run_in_executor(None, dma.close)
+        await site.server.drain()
+
+
+# -- three-way: our DMA, the agent's Data service, a third-party NDMP Tape/Mover ----------------
+
+
+@dataclass
+class RemoteTape:
+    """A third-party NDMP tape server (its Mover writes the stream): address, login, the tape
+    devices to use in order (a new one at each end of medium), record size."""
+
+    address: str
+    user: str
+    password: str
+    devices: list[str]
+    auth: str = "text"
+    record_size: int = 10240
+
+
+@dataclass
+class ThreeWayResult:
+    storage_group: str
+    level: str
+    status: str = "running"
+    data_set_id: int | None = None
+    devices_used: list[str] = field(default_factory=list)
+    bytes_moved: int = 0
+    mtf_bytes: int = 0
+    objects: int = 0
+    pauses: list[str] = field(default_factory=list)
+    truncated: bool = False
+    error: str | None = None
+
+
+WINDOW_ALL = (1 << 64) - 1
+
+
+def _next_post(clients: list[NdmpClient], timeout: float) -> tuple[NdmpClient, object]:
+    """The next post on any of ``clients`` (queued ones first), waiting with select()."""
+    import select
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        for cl in clients:
+            if cl.posts:
+                return cl, cl.posts.popleft()
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("no NDMP notification from the agent or the tape server in time")
+        ready, _, _ = select.select([cl.sock for cl in clients], [], [], min(remaining, 1.0))
+        for cl in clients:
+            if cl.sock in ready:
+                msg = cl._receive()
+                if msg.is_reply:
+                    raise NdmpProtocolError(f"unsolicited reply {msg.name} from {cl.host}:{cl.port}")
+                cl.posts.append(msg)
+
+
+def _run_three_way(site, dma: _Dma, tape: RemoteTape, storage_group: str, level: str,
+                   result: ThreeWayResult) -> None:
+    """Blocking: the whole three-way conversation (worker thread)."""
+    from reference.server.catalog import DataSetRecord, ObjectRecord
+
+    clock = site.runtime.clock
+    started = clock.now()
+    server_name = dma.open()
+    host, port = parse_address(tape.address)
+    mover = NdmpClient(host, port, timeout=60).login(tape.user, tape.password, tape.auth)
+    devices = list(tape.devices)
+    if not devices:
+        raise NdmpJobError("no tape device for the remote NDMP tape server")
+    try:
+        device = devices.pop(0)
+        mover.call(c.Message.TAPE_OPEN, m.TapeOpenRequest(device, c.TapeOpenMode.RDWR))
+        result.devices_used.append(device)
+        mover.call(c.Message.MOVER_SET_RECORD_SIZE, m.MoverSetRecordSizeRequest(tape.record_size))
+        mover.call(c.Message.MOVER_SET_WINDOW, m.OffsetLength(0, WINDOW_ALL))
+        listen = mover.call(c.Message.MOVER_LISTEN, m.MoverListenRequest(c.MoverMode.READ, c.AddrType.TCP))
+        assert dma.client is not None
+        dma.client.call(c.Message.DATA_CONNECT, m.DataConnectRequest(listen.connect_addr))
+        env = {"STORAGE_GROUP": storage_group, "LEVEL": level, "MTF_SET_NUMBER": "1", "MTF_IMAGE": "medium"}
+        dma.client.call(c.Message.DATA_START_BACKUP, m.DataStartBackupRequest(
+            BUTYPE, [m.Pval(k, v) for k, v in env.items()]))
+        data_halt = mover_halt = None
+        while data_halt is None or mover_halt is None:
+            cl, msg = _next_post([dma.client, mover], HALT_TIMEOUT)
+            if msg.code == c.Message.FH_ADD_FILE:
+                dma.files.extend(msg.body.files)
+            elif msg.code == c.Message.LOG_MESSAGE:
+                dma.logs.append(msg.body.entry)
+            elif msg.code == c.Message.NOTIFY_DATA_HALTED:
+                data_halt = msg.body.reason
+            elif msg.code == c.Message.NOTIFY_MOVER_HALTED:
+                mover_halt = msg.body.reason
+            elif msg.code == c.Message.NOTIFY_MOVER_PAUSED:
+                reason = c.MoverPauseReason(msg.body.reason)
+                result.pauses.append(f"{reason.name} on {device} at {msg.body.seek_position}")
+                if reason != c.MoverPauseReason.EOM or not devices:
+                    mover.call(c.Message.MOVER_ABORT, check=False)
+                    raise NdmpJobError(f"tape server paused the mover ({reason.name} on {device}) and "
+                                       "there is no further tape device to continue on")
+                # end of medium: a filemark ends this tape's part, the next device continues the set
+                mover.call(c.Message.TAPE_MTIO, m.TapeMtioRequest(c.TapeMtioOp.EOF, 1), check=False)
+                mover.call(c.Message.TAPE_CLOSE)
+                device = devices.pop(0)
+                mover.call(c.Message.TAPE_OPEN, m.TapeOpenRequest(device, c.TapeOpenMode.RDWR))
+                result.devices_used.append(device)
+                mover.call(c.Message.MOVER_SET_WINDOW, m.OffsetLength(msg.body.seek_position, WINDOW_ALL))
+                mover.call(c.Message.MOVER_CONTINUE)
+        if data_halt != c.DataHaltReason.SUCCESSFUL:
+            why = "; ".join(dma.logs[-3:])
+            raise NdmpJobError(f"agent halted the backup of {storage_group!r}: {c.DataHaltReason(data_halt).name}"
+                               + (f" ({why})" if why else ""))
+        if mover_halt != c.MoverHaltReason.CONNECT_CLOSED:
+            raise NdmpJobError(f"tape server halted its mover: {c.MoverHaltReason(mover_halt).name}")
+        state = mover.call(c.Message.MOVER_GET_STATE)
+        result.bytes_moved = state.bytes_moved
+        agent_env = dma.env()
+        if ENV_TRAILER not in agent_env:
+            raise NdmpJobError(f"agent sent no {ENV_TRAILER} for {storage_group!r}")
+        trailer = decode_trailer(agent_env[ENV_TRAILER])
+        result.mtf_bytes = int(agent_env.get("MTF_BYTES", -1))
+        padded = -(-result.mtf_bytes // tape.record_size) * tape.record_size  # the last record is padded
+        if result.bytes_moved != padded:
+            raise NdmpJobError(f"the tape server moved {result.bytes_moved} bytes of {storage_group!r}, the "
+                               f"agent sent {result.mtf_bytes} ({padded} in {tape.record_size}-byte records)")
+        _check_history(dma, trailer, storage_group)
+        mover.call(c.Message.MOVER_STOP)
+        mover.call(c.Message.TAPE_MTIO, m.TapeMtioRequest(c.TapeMtioOp.EOF, 1))
+        mover.call(c.Message.TAPE_CLOSE)
+        # the image is on the remote tapes: record it (media outside our library), then commit
+        labels = [f"ndmp://{host}:{port}/{d}" for d in result.devices_used]
+        objects = [ObjectRecord(f"{o.path}", o.kind, o.size, o.sha256, labels[0], 0, 0, o.fla, o.database)
+                   for o in trailer.objects]
+        metadata = dict(trailer.metadata, media="remote-ndmp", tape_server=f"{host}:{port}",
+                        devices=result.devices_used, record_size=tape.record_size, mtf_image="medium")
+        record = DataSetRecord(1, 0, "database", server_name, storage_group, trailer.backup_type, started,
+                               clock.now(), labels[0], 0, result.mtf_bytes, objects, trailer.log_gen_low,
+                               trailer.log_gen_high, metadata, cartridges=labels)
+        result.data_set_id = site.catalog.commit_data_set(record)
+        result.level, result.objects = trailer.backup_type, len(objects)
+        dma.commit({"BACKUP_ID": str(result.data_set_id), "BARCODES": ",".join(labels),
+                    "BYTES_ON_MEDIA": str(result.bytes_moved), "CATALOG_TXN": f"set-{result.data_set_id}"})
+        from reference.agent.levels import LEVELS
+
+        result.truncated = LEVELS[result.level].truncates
+        dma.stop()
+    finally:
+        mover.close()
+
+
+async def ndmp_backup_three_way(site, address: str, user: str, password: str, tape: RemoteTape,
+                                storage_group: str, level: str = "full") -> ThreeWayResult:
+    """Back up one storage group of the agent at ``address`` onto a third-party NDMP tape server:
+    the agent's Data service connects to the remote Mover (MOVER_LISTEN → DATA_CONNECT), the image
+    is a complete MTF medium (``MTF_IMAGE=medium``); NOTIFY_MOVER_PAUSED(EOM) continues on the next
+    device of ``tape.devices``; the file history goes into the catalog as a data set on remote media
+    (``metadata.media = "remote-ndmp"``, barcodes ``ndmp://host:port/DEVICE``); only then
+    MAILTAPE_DATA_COMMIT. Any failure before the catalog record never commits."""
+    loop = asyncio.get_running_loop()
+    result = ThreeWayResult(storage_group, level)
+    host, port = parse_address(address)
+    dma = _Dma(host, port, user, password)
+    try:
+        await loop.run_in_executor(None, _run_three_way, site, dma, tape, storage_group, level, result)
+        result.status = "ok"
+    except (MailtapeError, NdmpError, NdmpProtocolError, OSError, TimeoutError) as error:
+        log.error("three-way ndmp backup of %s failed: %s", storage_group, error)
+        await loop.run_in_executor(None, dma.stop)
+        result.status, result.error = "failed", str(error)
+    finally:
+        await loop.run_in_executor(None, dma.close)
+    return result

@@ -27,18 +27,18 @@ def _listen():
     return listener, (c.AddrType.TCP, [m.TcpAddr(int(ipaddress.IPv4Address("127.0.0.1")), port, [])])
 
 
-def start_backup(cl: NdmpClient, env: dict[str, str]) -> socket.socket:
+def start_backup(cl: NdmpClient, env: dict[str, str], butype: str = "exchange") -> socket.socket:
     listener, addr = _listen()
     with listener:
         cl.call(M.DATA_CONNECT, m.DataConnectRequest(addr))
         data, _ = listener.accept()
-    cl.call(M.DATA_START_BACKUP, m.DataStartBackupRequest("exchange", [m.Pval(k, v) for k, v in env.items()]))
+    cl.call(M.DATA_START_BACKUP, m.DataStartBackupRequest(butype, [m.Pval(k, v) for k, v in env.items()]))
     return data
 
 
-def backup(cl: NdmpClient, env: dict[str, str]) -> tuple[bytes, int, dict[str, str], list]:
+def backup(cl: NdmpClient, env: dict[str, str], butype: str = "exchange") -> tuple[bytes, int, dict[str, str], list]:
     """Whole stream, halt reason, post-backup env, file-history entries (DATA left HALTED)."""
-    data = start_backup(cl, env)
+    data = start_backup(cl, env, butype)
     parts = []
     with data:
         while True:
@@ -52,14 +52,15 @@ def backup(cl: NdmpClient, env: dict[str, str]) -> tuple[bytes, int, dict[str, s
     return b"".join(parts), halted.body.reason, env_after, files
 
 
-def recover(cl: NdmpClient, stream: bytes, env: dict[str, str], names: list[m.Name] | None = None):
+def recover(cl: NdmpClient, stream: bytes, env: dict[str, str], names: list[m.Name] | None = None,
+            butype: str = "exchange"):
     """Send ``stream`` as the recover image; returns (halt reason, LOG_FILE posts, env after)."""
     listener, addr = _listen()
     with listener:
         cl.call(M.DATA_CONNECT, m.DataConnectRequest(addr))
         data, _ = listener.accept()
     cl.call(M.DATA_START_RECOVER, m.DataStartRecoverRequest([m.Pval(k, v) for k, v in env.items()],
-                                                            names or [], "exchange"))
+                                                            names or [], butype))
     with data:
         view = memoryview(stream)
         for i in range(0, len(stream), 1 << 18):
