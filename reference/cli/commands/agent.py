@@ -79,8 +79,10 @@ def command() -> None:
 @click.option("--config", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="JSON/YAML file with the NDMP user and password (else MAILTAPE_NDMP_USER/_PASSWORD).")
 @click.option("--allow-remote", is_flag=True, help="Allow listening beyond loopback.")
-def serve(listen: str, exchange_root: str, config: Path | None, allow_remote: bool) -> None:
-    """Serve the `exchange` butype over NDMP until SIGINT or SIGTERM."""
+@click.option("--state", "state_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for mailbox-level incremental bases (default: beside the Exchange root).")
+def serve(listen: str, exchange_root: str, config: Path | None, allow_remote: bool, state_dir: Path | None) -> None:
+    """Serve the `exchange` (database) and `mailbox` (brick-level) butypes over NDMP until SIGINT or SIGTERM."""
     from emulators.exchange.server import CONFIG_NAME
 
     host, port = parse_listen(listen)
@@ -93,10 +95,11 @@ def serve(listen: str, exchange_root: str, config: Path | None, allow_remote: bo
     user, password = load_credentials(config)
     if not (Path(exchange_root) / CONFIG_NAME).exists():
         raise NotFoundError(f"{exchange_root}: no Exchange server here (mailtape exchange init)")
-    asyncio.run(_serve(host, port, exchange_root, user, password, allow_remote))
+    asyncio.run(_serve(host, port, exchange_root, user, password, allow_remote, state_dir))
 
 
-async def _serve(host: str, port: int, exchange_root: str, user: str, password: str, allow_remote: bool) -> None:
+async def _serve(host: str, port: int, exchange_root: str, user: str, password: str, allow_remote: bool,
+                 state_dir: Path | None = None) -> None:
     from reference.agent.ndmp_butypes import make_agent_server
     from reference.cli.commands.exchange import opened_server, save_clock
     from reference.ndmp.auth import Credentials
@@ -110,7 +113,8 @@ async def _serve(host: str, port: int, exchange_root: str, user: str, password: 
         runtime = Runtime(exchange.clock)
         try:
             server, agent = make_agent_server(exchange.backup_api(), runtime, Credentials({user: password}),
-                                              host=host, port=port, allow_remote=allow_remote)
+                                              host=host, port=port, allow_remote=allow_remote,
+                                              state_dir=state_dir)
         except ValueError as error:
             raise UsageError(str(error)) from None
         try:
@@ -119,7 +123,7 @@ async def _serve(host: str, port: int, exchange_root: str, user: str, password: 
             except OSError as error:
                 raise MailtapeError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
             bound = server.address
-            click.echo(f"listening on {bound[0]}:{bound[1]} (Exchange {exchange.server_name}, butype exchange)",
+            click.echo(f"listening on {bound[0]}:{bound[1]} (Exchange {exchange.server_name}, butypes exchange, mailbox)",
                        nl=True)
             import sys
 
