@@ -13,6 +13,7 @@ chain), each as a catalog entry plus its verified bytes; this module never touch
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import ntpath
@@ -34,6 +35,8 @@ from reference.runtime import Runtime
 log = logging.getLogger("mailtape.agent")
 
 HR_RESTORE_AT_FILE_LEVEL = 0xC7FF0FA5
+WRITE_BATCH = 4 << 20
+"""Restored bytes gathered per write; per-64-KiB-chunk thread hand-offs cost more than they save."""
 
 
 class RestoreObject(Protocol):
@@ -171,13 +174,77 @@ class StorageGroupRestore:
                 raise
 
     async def _write_file(self, obj: RestoreObject, destination: str) -> None:
+        """Write the object's chunks to ``destination`` (replacing what is there).
+
+        Why not ``open(destination, "wb")``: truncating a non-empty file to zero makes ext4 start
+        write-back of the whole new file at close (``auto_da_alloc``), ~15 % of a restore; the
+        file is overwritten in place and then cut to the bytes written (same content, also when
+        the object fails part-way). Chunks are gathered into ``WRITE_BATCH`` bytes and written
+        with one ``writev``; on the real clock that write runs in a worker thread while the next
+        batch is read and hashed (one batch in flight: bounded memory). Read-only chunks are held
+        as they are, writable ones copied (a producer may reuse those). In simulation the writes
+        stay inline and deterministic."""
         os.makedirs(os.path.dirname(destination) or ".", exist_ok=True)
-        written = 0
-        with open(destination, "wb") as out:
+        fd = os.open(destination, os.O_WRONLY | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o666)
+        loop = None if self.runtime.simulated else asyncio.get_running_loop()
+        written = 0  # bytes received
+        on_disk = 0  # bytes written to the file
+        batch: list = []
+        batched = 0
+        pending = None
+
+        def write_all(chunks: list) -> None:
+            nonlocal on_disk
+            views = [memoryview(c).cast("B") for c in chunks]
+            while views:
+                done = os.writev(fd, views[:1024])
+                on_disk += done
+                while views and done >= len(views[0]):
+                    done -= len(views[0])
+                    views.pop(0)
+                if done:
+                    views[0] = views[0][done:]
+
+        async def flush() -> None:
+            nonlocal pending, batch, batched
+            if pending is not None:
+                await pending
+                pending = None
+            if batch:
+                chunks, batch, batched = batch, [], 0
+                if loop is None:
+                    write_all(chunks)
+                else:
+                    pending = loop.run_in_executor(None, write_all, chunks)
+
+        try:
             async for chunk in obj.chunks():
-                out.write(chunk)
+                if not memoryview(chunk).readonly:
+                    chunk = bytes(chunk)
+                batch.append(chunk)
+                batched += len(chunk)
                 written += len(chunk)
+                if batched >= WRITE_BATCH:
+                    await flush()
                 self.progress(obj.path, len(chunk))
+            await flush()  # the last batch ...
+            await flush()  # ... and its write
+        finally:
+            try:
+                failed = False
+                if pending is not None:  # never close the file under a running write
+                    await asyncio.wait([pending])
+                    failed = pending.cancelled() or pending.exception() is not None
+                if batch and not failed:  # the object failed part-way: keep what was received
+                    try:
+                        write_all(batch)
+                    except OSError:
+                        pass  # the error being raised already says the restore failed
+            finally:
+                try:
+                    os.ftruncate(fd, on_disk)
+                finally:
+                    os.close(fd)
         if written != obj.size:
             raise MailtapeError(f"{obj.path}: restored {written} bytes, the catalog says {obj.size}")
         self.result.bytes += written

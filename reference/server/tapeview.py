@@ -205,14 +205,25 @@ class TapeView(PiecewiseMedium):
         return data
 
     def iter_range(self, offset: int, length: int, chunk: int = 1 << 20):
+        """Block-sized views covering the range. The tape file is located once per file the range
+        touches and its blocks are then counted on (one ``bisect`` per file, not per block)."""
         end = min(self.size, offset + length)
+        P = self.P
+        starts, files, block = self._starts, self._files, self._block
         while offset < end:
-            _f, logical = self.locate(offset)
-            inside = offset % self.P  # every file starts at a multiple of P in the stream
-            block = self._block(logical, offset)
-            n = min(self.P - inside, end - offset)
-            yield memoryview(block)[inside: inside + n]
-            offset += n
+            i = bisect.bisect_right(starts, offset) - 1
+            f = files[i]
+            stop = min(end, starts[i] + f.blocks * P)  # > offset: files tile the stream
+            if stop <= offset:  # not reached with a consistent layout; one block, as locate() would
+                stop = min(end, offset + P - offset % P)
+            logical = f.start + (offset - starts[i]) // P
+            inside = offset % P  # every file starts at a multiple of P in the stream
+            while offset < stop:
+                n = min(P - inside, stop - offset)
+                yield memoryview(block(logical, offset))[inside: inside + n]
+                offset += n
+                logical += 1
+                inside = 0
 
     def file_position(self, offset: int) -> str:
         if offset >= self.size:
