@@ -53,7 +53,6 @@ class SiteMachine(RuleBasedStateMachine):
         self.seed = 0
         self.site: dict = {}
         self.steps: list[dict] = []
-        self.point_in_time_done = False
 
     @initialize(seed=st.integers(0, 1 << 16), databases=st.integers(1, 2), groups=st.integers(1, 2))
     def create_site(self, seed: int, databases: int, groups: int) -> None:
@@ -120,12 +119,6 @@ class SiteMachine(RuleBasedStateMachine):
     @rule(mode=st.sampled_from(("roll-forward", "point-in-time")), pick=st.integers(0, 1000),
           latest=st.booleans(), rsg=st.booleans())
     def restore(self, mode: str, pick: int, latest: bool, rsg: bool) -> None:
-        if mode == "roll-forward" and self.point_in_time_done and not rsg:
-            # Known open finding (tests/scenarios/test_findings.py, two timelines): avoided so the
-            # campaign keeps looking for new ones. Remove when the emulator refuses mixed logs.
-            mode = "point-in-time"
-        if mode == "point-in-time" and not rsg:
-            self.point_in_time_done = True
         point = self.sim.history[pick % len(self.sim.history)]
         group = point.storage_group if len(self.sim.storage_groups) > 1 else None
         number = None if latest else point.number
