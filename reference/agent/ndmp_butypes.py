@@ -59,6 +59,21 @@ _END = object()
 IMAGE_MODES = ("medium", "set")
 
 
+
+def stream_options(env: dict, levels) -> tuple[str, int, str]:
+    """LEVEL, MTF_SET_NUMBER and MTF_IMAGE from a backup's environment, checked."""
+    level = (env.get("LEVEL") or "full").lower()
+    if level not in levels:
+        raise MailtapeError(f"env LEVEL={level!r}: one of {', '.join(levels)}")
+    try:
+        set_number = int(env.get("MTF_SET_NUMBER") or "1")
+    except ValueError:
+        raise MailtapeError(f"env MTF_SET_NUMBER={env.get('MTF_SET_NUMBER')!r} is not a number") from None
+    image = (env.get("MTF_IMAGE") or "medium").lower()
+    if image not in IMAGE_MODES:
+        raise MailtapeError(f"env MTF_IMAGE={image!r}: one of {', '.join(IMAGE_MODES)}")
+    return level, set_number, image
+
 class _StreamSink:
     """A write-only "file" for :class:`BkfTarget`: blocks go to a list the butype yields from."""
 
@@ -290,16 +305,7 @@ class ExchangeButypes:
     def backup(self, job: DataJob) -> Iterator[bytes]:
         env = job.env
         storage_group = self._storage_group(env)
-        level = (env.get("LEVEL") or "full").lower()
-        if level not in LEVELS:
-            raise MailtapeError(f"env LEVEL={level!r}: one of {', '.join(LEVELS)}")
-        try:
-            set_number = int(env.get("MTF_SET_NUMBER") or "1")
-        except ValueError:
-            raise MailtapeError(f"env MTF_SET_NUMBER={env.get('MTF_SET_NUMBER')!r} is not a number") from None
-        image = (env.get("MTF_IMAGE") or "medium").lower()
-        if image not in IMAGE_MODES:
-            raise MailtapeError(f"env MTF_IMAGE={image!r}: one of {', '.join(IMAGE_MODES)}")
+        level, set_number, image = stream_options(env, LEVELS)
         session = NdmpDataSetSession(set_number, self.agent.loop)
 
         async def open_session(info: dict) -> NdmpDataSetSession:
@@ -568,16 +574,7 @@ class MailboxButypes:
         from reference.brick_jobs import BaseRecord, LockStep, SetPacker
 
         env = job.env
-        level = (env.get("LEVEL") or "full").lower()
-        if level not in BRICK_LEVELS:
-            raise MailtapeError(f"env LEVEL={level!r}: one of {', '.join(BRICK_LEVELS)}")
-        try:
-            set_number = int(env.get("MTF_SET_NUMBER") or "1")
-        except ValueError:
-            raise MailtapeError(f"env MTF_SET_NUMBER={env.get('MTF_SET_NUMBER')!r} is not a number") from None
-        image = (env.get("MTF_IMAGE") or "medium").lower()
-        if image not in IMAGE_MODES:
-            raise MailtapeError(f"env MTF_IMAGE={image!r}: one of {', '.join(IMAGE_MODES)}")
+        level, set_number, image = stream_options(env, BRICK_LEVELS)
         selection = self._selection(env)
         warnings: list[str] = []
         clock = self.runtime.clock

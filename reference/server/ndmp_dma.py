@@ -245,22 +245,7 @@ async def _backup_group(site, dma: _Dma, server_name: str, storage_group: str, l
         def deliver(chunk: bytes) -> None:
             asyncio.run_coroutine_threadsafe(session.send(chunk), loop).result()
 
-        pumped = loop.run_in_executor(None, dma.pump, deliver)
-        halted = loop.run_in_executor(None, dma.wait_halted)
-        try:
-            received = await pumped
-        except BaseException:
-            dma.close_data()  # the agent sees its data connection fail and halts
-            await asyncio.gather(halted, return_exceptions=True)
-            raise
-        reason = await halted
-        if reason != c.DataHaltReason.SUCCESSFUL:
-            why = "; ".join(dma.logs[-3:])
-            raise NdmpJobError(f"agent halted the backup of {storage_group!r}: {c.DataHaltReason(reason).name}"
-                               + (f" ({why})" if why else ""))
-        agent_env = await loop.run_in_executor(None, dma.env)
-        if ENV_TRAILER not in agent_env:
-            raise NdmpJobError(f"agent sent no {ENV_TRAILER} for {storage_group!r}")
+        received, agent_env = await _receive_until_halted(loop, dma, deliver, f"the backup of {storage_group!r}")
         trailer = decode_trailer(agent_env[ENV_TRAILER])
         if int(agent_env.get("MTF_BYTES", -1)) != received:
             raise NdmpJobError(f"received {received} bytes of {storage_group!r}, the agent sent "
@@ -293,6 +278,28 @@ async def _backup_group(site, dma: _Dma, server_name: str, storage_group: str, l
         result.error = str(error)
         raise
 
+
+
+async def _receive_until_halted(loop, dma, deliver, what: str) -> tuple[int, dict]:
+    """Pump the data connection into ``deliver`` until the agent halts; returns (bytes received,
+    the agent's environment, which carries the trailer). A failed pump closes the data connection
+    so the agent sees it and halts too."""
+    pumped = loop.run_in_executor(None, dma.pump, deliver)
+    halted = loop.run_in_executor(None, dma.wait_halted)
+    try:
+        received = await pumped
+    except BaseException:
+        dma.close_data()
+        await asyncio.gather(halted, return_exceptions=True)
+        raise
+    reason = await halted
+    if reason != c.DataHaltReason.SUCCESSFUL:
+        why = "; ".join(dma.logs[-3:])
+        raise NdmpJobError(f"agent halted {what}: {c.DataHaltReason(reason).name}" + (f" ({why})" if why else ""))
+    agent_env = await loop.run_in_executor(None, dma.env)
+    if ENV_TRAILER not in agent_env:
+        raise NdmpJobError(f"agent sent no {ENV_TRAILER} for {what}")
+    return received, agent_env
 
 async def ndmp_backup(site, address: str, user: str, password: str, storage_groups: list[str] | None,
                       level: str, *, databases: list[str] | None = None) -> list[GroupBackupResult]:
@@ -374,22 +381,7 @@ async def ndmp_backup_mailboxes(site, address: str, user: str, password: str, le
         def deliver(chunk: bytes) -> None:
             asyncio.run_coroutine_threadsafe(session.send(chunk), loop).result()
 
-        pumped = loop.run_in_executor(None, dma.pump, deliver)
-        halted = loop.run_in_executor(None, dma.wait_halted)
-        try:
-            received = await pumped
-        except BaseException:
-            dma.close_data()
-            await asyncio.gather(halted, return_exceptions=True)
-            raise
-        reason = await halted
-        if reason != c.DataHaltReason.SUCCESSFUL:
-            why = "; ".join(dma.logs[-3:])
-            raise NdmpJobError(f"agent halted the mailbox backup: {c.DataHaltReason(reason).name}"
-                               + (f" ({why})" if why else ""))
-        agent_env = await loop.run_in_executor(None, dma.env)
-        if ENV_TRAILER not in agent_env:
-            raise NdmpJobError(f"agent sent no {ENV_TRAILER} for the mailbox backup")
+        received, agent_env = await _receive_until_halted(loop, dma, deliver, "the mailbox backup")
         if agent_env.get("STORAGE_GROUP") != storage_group:
             raise NdmpJobError(f"agent backed up {agent_env.get('STORAGE_GROUP')!r}, not {storage_group!r}")
         trailer = decode_trailer(agent_env[ENV_TRAILER])
