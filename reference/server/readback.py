@@ -25,11 +25,10 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import struct
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
-from reference.errors import CorruptDataError, MailtapeError, NotFoundError
+from reference.errors import CorruptDataError, MailtapeError
 from reference.format import mtf_structs as m
 from reference.format.reader import MtfReader, ObjectEntry
 from reference.protocols.tape import TapeDevice
@@ -265,7 +264,7 @@ def rebuild_catalog(target: Catalog, media: MediaManager, drive: int | None = No
     families: dict[int, list[tuple[TapeLabel, str]]] = {}
     try:
         for barcode in media.library_barcodes():
-            device = mounter.mount(barcode)
+            mounter.mount(barcode)
             label = mounter.label
             result.media += 1
             if label is None:

@@ -123,7 +123,7 @@ class PageFile:
     def flush(self, lsn_flushed: int) -> None:
         """Write the unflushed heap to pages, then the header (data first: crash safe)."""
         with self._lock:
-            P, cb = self.payload, self.cb
+            P = self.payload
             if self.heap_end > self.header.heap_end:
                 first_idx = self.tail_base // P
                 n_total = -(-(self.heap_end - self.tail_base) // P)
