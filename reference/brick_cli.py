@@ -318,6 +318,29 @@ def restore_dict(outcome) -> dict:
     }
 
 
+class _RestoreProgress:
+    """A rich progress line on stderr while a restore applies its plan: actions done, current folder."""
+
+    def __init__(self, console: Console, enabled: bool):
+        self.done = 0
+        self.bar = Progress(TextColumn("[bold]mailbox restore"), BarColumn(), TextColumn("{task.fields[done]} actions"),
+                            TimeElapsedColumn(), TextColumn("{task.fields[current]}"), console=console,
+                            transient=True, disable=not enabled)
+        self.task = None
+
+    def __enter__(self):
+        self.bar.__enter__()
+        self.task = self.bar.add_task("restore", total=None, done=0, current="")
+        return self
+
+    def __exit__(self, *exc):
+        self.bar.__exit__(*exc)
+
+    def __call__(self, action) -> None:
+        self.done += 1
+        self.bar.update(self.task, done=self.done, current=f"{action.mailbox}: {display_path(action.folder)}")
+
+
 def run_mailbox_restore(site_path, store_spec, mailbox=None, folder=None, to=None, conflict: str = "skip",
                         dry_run: bool = False, at=None, backup: int | None = None, as_json: bool = False, *,
                         to_folder: str | None = None, mark_unread: bool = False) -> dict:
@@ -346,9 +369,10 @@ def run_mailbox_restore(site_path, store_spec, mailbox=None, folder=None, to=Non
             single = options.selection.mailboxes[0] if len(options.selection.mailboxes) == 1 \
                 and not any(c in options.selection.mailboxes[0] for c in "*?[") else None
             server, group = find_source(catalog, opened.server_name, opened.storage_group, single)
-        outcome = opened.site.runtime.run(restore_mailboxes(
-            opened.site, opened.store, options, server_name=server, storage_group=group,
-            set_id=backup, at=when, dry_run=dry_run))
+        with _RestoreProgress(Console(stderr=True), not (as_json or dry_run)) as bar:
+            outcome = opened.site.runtime.run(restore_mailboxes(
+                opened.site, opened.store, options, server_name=server, storage_group=group,
+                set_id=backup, at=when, dry_run=dry_run, progress=bar))
     row = restore_dict(outcome)
     if as_json:
         click.echo(json.dumps(row, indent=1))
