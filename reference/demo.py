@@ -17,7 +17,6 @@ status``, ``mailtape exchange status DIR/exchange``...).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -28,6 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from emulators.clock import VirtualClock
+from emulators.exchange.ground_truth import database_digest, server_digests
 from reference.errors import MailtapeError
 
 MIB = 1 << 20
@@ -54,28 +54,6 @@ class StepRecord:
     virtual_seconds: float
     ok: bool = True
     extra: dict = field(default_factory=dict)
-
-
-def database_digest(database) -> str:
-    """SHA-256 over every record of every table of a mounted database, in key order."""
-    digest = hashlib.sha256()
-    for table in sorted(database.tables()):
-        digest.update(b"\0table\0" + table.encode())
-        for key, value in database.scan(table):
-            digest.update(len(key).to_bytes(4, "little") + key + len(value).to_bytes(8, "little"))
-            digest.update(value)
-    return digest.hexdigest()
-
-
-def server_digests(server, groups: list[str] | None = None) -> dict[str, str]:
-    result = {}
-    for group in server.storage_groups:
-        if group.recovery or (groups is not None and group.name not in groups):
-            continue
-        for db in group.databases:
-            if server.is_mounted(group.name, db.name):
-                result[f"{group.name}/{db.name}"] = database_digest(server.database(group.name, db.name))
-    return result
 
 
 class Demo:

@@ -15,10 +15,27 @@ class VerifyFailed(MailtapeError):
 @click.argument("site", type=click.Path(file_okay=False))
 @click.option("--set", "set_ids", type=int, multiple=True, help="Catalog data set id (repeatable) [default: all].")
 @click.option("--drive", type=int, default=None, help="Drive to read with [default: the first].")
+@click.option("--against", "snapshot", metavar="NAME",
+              help="Instead: compare SITE's Exchange server now with ground-truth snapshot NAME "
+                   "(taken with 'mailtape exchange snapshot'), e.g. after a restore.")
+@click.option("--storage-group", "-g", "groups", multiple=True, help="With --against: only these storage groups.")
+@click.option("--recovery-storage-group", "recovery", is_flag=True,
+              help="With --against: compare the Recovery Storage Group's copies with the snapshot's originals.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
-def command(site: str, set_ids: tuple[int, ...], drive: int | None, as_json: bool) -> None:
-    """Re-read data sets from tape: sizes, CSUM and SHA-256 against the catalog; exit 1 on any mismatch."""
+def command(site: str, set_ids: tuple[int, ...], drive: int | None, snapshot: str | None, groups: tuple[str, ...],
+            recovery: bool, as_json: bool) -> None:
+    """Re-read data sets from tape: sizes, CSUM and SHA-256 against the catalog; exit 1 on any mismatch.
+
+    With --against NAME: check what a restore brought back against the emulated server's ground
+    truth (every database's records and every mailbox's items) recorded as NAME.
+    """
     from dataclasses import asdict
+
+    if snapshot:
+        _verify_against(site, snapshot, list(groups) or None, recovery, as_json)
+        return
+    if groups or recovery:
+        raise click.UsageError("--storage-group and --recovery-storage-group go with --against")
 
     from reference.server.report import emit_json
     from reference.server.site import open_site
@@ -49,3 +66,24 @@ def command(site: str, set_ids: tuple[int, ...], drive: int | None, as_json: boo
             click.echo(f"MISMATCH {problem}")
     if not report.ok:
         raise VerifyFailed(f"verify found {len(report.problems)} problem(s) on {site}")
+
+
+def _verify_against(site: str, name: str, groups: list[str] | None, recovery: bool, as_json: bool) -> None:
+    import json
+    from pathlib import Path
+
+    from emulators.exchange import ground_truth
+    from reference.cli.commands.exchange import opened_server
+
+    root = Path(site) / "exchange"
+    expected = ground_truth.load(root, name)
+    with opened_server(str(root)) as (server, _store):
+        problems = ground_truth.compare(expected, server, groups=groups, recovery=recovery)
+    if as_json:
+        click.echo(json.dumps({"snapshot": name, "problems": problems}, indent=1))
+    elif not problems:
+        click.echo(f"the Exchange server matches ground-truth snapshot {name!r}")
+    for problem in [] if as_json else problems:
+        click.echo(f"MISMATCH {problem}")
+    if problems:
+        raise VerifyFailed(f"{len(problems)} difference(s) from ground-truth snapshot {name!r}")
