@@ -33,9 +33,10 @@ import tempfile
 import threading
 import zlib
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator
+from typing import Any, AsyncIterator, Iterable, Iterator
 
 from emulators.clock import new_event_loop
 from reference.agent.database_backup import DATABASE_INFO_NAME, LOG_DIRECTORY, METADATA_NAME, StorageGroupBackup
@@ -73,6 +74,28 @@ def stream_options(env: dict, levels) -> tuple[str, int, str]:
     if image not in IMAGE_MODES:
         raise MailtapeError(f"env MTF_IMAGE={image!r}: one of {', '.join(IMAGE_MODES)}")
     return level, set_number, image
+
+
+@contextmanager
+def spooled_medium(chunks: Iterable[bytes], spool_dir: str | None) -> Iterator:
+    """A recover stream written to a temporary ``.bkf`` (the MTF reader needs random access) and
+    opened as a medium; file and medium are gone afterwards."""
+    from reference.format.sources import open_medium
+
+    fd, spool = tempfile.mkstemp(suffix=".bkf", prefix="ndmp-recover-", dir=spool_dir)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk in chunks:
+                out.write(chunk)
+        if os.path.getsize(spool) == 0:
+            raise MailtapeError("the recover stream is empty")
+        medium = open_medium(spool)
+        try:
+            yield medium
+        finally:
+            medium.close()
+    finally:
+        Path(spool).unlink(missing_ok=True)
 
 class _StreamSink:
     """A write-only "file" for :class:`BkfTarget`: blocks go to a list the butype yields from."""
@@ -421,35 +444,22 @@ class ExchangeButypes:
         destination_path ``/TARGET_SG`` restores into another storage group (e.g. the Recovery
         Storage Group). Without one: env STORAGE_GROUP (default: the group in the data set)."""
         from reference.format.reader import MtfReader
-        from reference.format.sources import open_medium
 
         env = job.env
-        fd, spool = tempfile.mkstemp(suffix=".bkf", prefix="ndmp-recover-", dir=self.spool_dir)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                for chunk in chunks:
-                    out.write(chunk)
-            if os.path.getsize(spool) == 0:
-                raise MailtapeError("the recover stream is empty")
-            medium = open_medium(spool)
-            try:
-                reader = MtfReader([medium])
-                catalog = reader.read()
-                sets = [s for s in catalog.sets if s.objects]
-                if not sets:
-                    raise MailtapeError("no MTF data set with objects in the recover stream")
-                data_set = sets[0]
-                source_sg = data_set.volumes[0].volume if data_set.volumes else ""
-                target, databases = self._recover_target(job, source_sg)
-                restore = StorageGroupRestore(self.api, target, runtime=self.runtime,
-                                              mode=env.get("RESTORE_MODE") or "roll-forward",
-                                              databases=databases, mount=_truthy(env.get("MOUNT"), True))
-                objects = list(self._objects(reader, data_set))
-                result = self.agent.submit(restore.run(self._aiter(objects))).result()
-            finally:
-                medium.close()
-        finally:
-            Path(spool).unlink(missing_ok=True)
+        with spooled_medium(chunks, self.spool_dir) as medium:
+            reader = MtfReader([medium])
+            catalog = reader.read()
+            sets = [s for s in catalog.sets if s.objects]
+            if not sets:
+                raise MailtapeError("no MTF data set with objects in the recover stream")
+            data_set = sets[0]
+            source_sg = data_set.volumes[0].volume if data_set.volumes else ""
+            target, databases = self._recover_target(job, source_sg)
+            restore = StorageGroupRestore(self.api, target, runtime=self.runtime,
+                                          mode=env.get("RESTORE_MODE") or "roll-forward",
+                                          databases=databases, mount=_truthy(env.get("MOUNT"), True))
+            objects = list(self._objects(reader, data_set))
+            result = self.agent.submit(restore.run(self._aiter(objects))).result()
         env["RESTORED_DATABASES"] = ",".join(result.databases)
         env["RESTORED_LOGS"] = str(result.logs)
         env["RESTORED_TO"] = target
@@ -660,7 +670,6 @@ class MailboxButypes:
         from reference.agent.brick import BrickCatalog, RestoreOptions, run_restore
         from reference.agent.brick.mtf import read_brick_sets
         from reference.format.reader import MtfReader
-        from reference.format.sources import open_medium
 
         env = job.env
         wanted: list[str] = []
@@ -678,29 +687,17 @@ class MailboxButypes:
             raise MailtapeError("a destination mailbox needs exactly one source mailbox in the name list")
         options = RestoreOptions(selection=self._selection(env, wanted), target_mailbox=target,
                                  conflict=(env.get("CONFLICT") or "skip").lower())
-        fd, spool = tempfile.mkstemp(suffix=".bkf", prefix="ndmp-recover-", dir=self.spool_dir)
-        try:
-            with os.fdopen(fd, "wb") as sink:
-                for chunk in chunks:
-                    sink.write(chunk)
-            if os.path.getsize(spool) == 0:
-                raise MailtapeError("the recover stream is empty")
-            medium = open_medium(spool)
-            try:
-                reader = MtfReader([medium])
-                sets = read_brick_sets(reader, reader.read())
-                if not sets:
-                    raise MailtapeError("no brick-level (mailbox) data set in the recover stream")
-                catalog = BrickCatalog.from_sets(sets)
+        with spooled_medium(chunks, self.spool_dir) as medium:
+            reader = MtfReader([medium])
+            sets = read_brick_sets(reader, reader.read())
+            if not sets:
+                raise MailtapeError("no brick-level (mailbox) data set in the recover stream")
+            catalog = BrickCatalog.from_sets(sets)
 
-                async def restore():
-                    return run_restore(catalog, self.store, options)
+            async def restore():
+                return run_restore(catalog, self.store, options)
 
-                result = self.agent.submit(restore()).result()
-            finally:
-                medium.close()
-        finally:
-            Path(spool).unlink(missing_ok=True)
+            result = self.agent.submit(restore()).result()
         counts = result.plan.counts()
         env["RESTORED_ITEMS"] = str(sum(n for op, n in counts.items() if op in ("append", "replace")))
         env["RESTORED_TO"] = target or ",".join(sorted(set(wanted))) or "*"
