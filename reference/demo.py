@@ -142,8 +142,7 @@ class Demo:
         n = self.settings.activity_messages
         with self._step("mail activity", f"{n} deliveries with reads, moves, deletes") as record:
             report = Workload(self.store, self.clock, seed=self.settings.seed + len(self.steps)).run(n)
-            record.detail = f"{report.items_delivered if hasattr(report, 'items_delivered') else n} deliveries, " \
-                            f"{report.bytes_delivered / MIB:.1f} MiB"
+            record.detail = f"{report.operations['deliver']} deliveries, {report.bytes_delivered / MIB:.1f} MiB"
 
     def _backup(self, level: str) -> dict:
         from reference.cli.commands.backup import progress_bar, result_dict
