@@ -5,9 +5,13 @@ hundred mailboxes, about 0.5 GiB of mail), a tape library (two LTO-9 drives, ten
 small enough that the backups span tapes), then
 
     full → mail activity → incremental → activity → differential → disaster (database files
-    deleted) → roll-forward restore → verify every record and mailbox item equals the state just
-    before the disaster → more activity → point-in-time restore of the chain ending at the
+    deleted) → roll-forward restore → verify every database page and every mailbox item equals the
+    state just before the disaster → more activity → point-in-time restore of the chain ending at the
     incremental into the Recovery Storage Group → verify it equals the state at that backup.
+
+"Equal" means every record, every mailbox item and every data page of every database file (the
+two header pages aside: a restore rightly rewrites backup information and state there), compared
+with the emulator's ground truth (emulators/exchange/ground_truth.py).
 
 Everything runs on one virtual clock, so the tape timing model (buffer, speed matching,
 backhitches) is simulated while the data really flows through files. The site stays in the work
@@ -27,7 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 from emulators.clock import VirtualClock
-from emulators.exchange.ground_truth import database_digest, server_digests
+from emulators.exchange import ground_truth
 from reference.errors import MailtapeError
 
 MIB = 1 << 20
@@ -97,7 +101,7 @@ class Demo:
             full = self._backup("full")
             self._activity()
             incremental = self._backup("incremental")
-            truth_at_incremental = server_digests(self.server, ["First Storage Group"])
+            truth_at_incremental = ground_truth.server_truth(self.server, ["First Storage Group"])
             self._activity()
             self._backup("differential")
             self._disaster_and_roll_forward()
@@ -169,11 +173,13 @@ class Demo:
         from emulators.exchange.mailbox_store import ServerMailboxStore, snapshot
         from reference.jobs import restore_storage_group
 
-        with self._step("ground truth", "record digests and mailbox view before the disaster") as record:
+        with self._step("ground truth", "record and page digests, mailbox view before the disaster") as record:
             self.server.flush()
-            truth = server_digests(self.server)
+            truth = ground_truth.server_truth(self.server)
             truth_mail = snapshot(self.store)
-            record.detail = f"{len(truth)} stores, {sum(len(f) for f in truth_mail.values())} mailbox folders"
+            pages = sum(f["pgno_last"] for files in truth["pages"].values() for f in files)
+            record.detail = (f"{len(truth['databases'])} stores, {pages:,} data pages, "
+                             f"{sum(len(f) for f in truth_mail.values())} mailbox folders")
         with self._step("disaster", "every database file deleted") as record:
             deleted = []
             for group in self.server.storage_groups:
@@ -193,18 +199,16 @@ class Demo:
                                  f"{result.bytes / MIB:.0f} MiB, {result.logs} logs")
                 self.restores.append({"storage_group": group.name, "mode": "roll-forward",
                                       "sets": [s.id for s in chain], "bytes": result.bytes})
-        with self._step("verify roll-forward", "records and mailbox items vs the state before the disaster") as record:
-            after = server_digests(self.server)
+        with self._step("verify roll-forward", "records, pages and mailbox items vs the state before the disaster") as record:
+            checks = ground_truth.compare_truths(truth, ground_truth.server_truth(self.server))
             self.store = ServerMailboxStore.for_server(self.server)  # the restored stores are new databases
-            after_mail = snapshot(self.store)
-            records_equal = after == truth
-            mail_equal = after_mail == truth_mail
-            record.ok = records_equal and mail_equal
+            mail_equal = snapshot(self.store) == truth_mail
+            record.ok = all(c.ok for c in checks) and mail_equal
             items = sum(len(folder["items"]) for mailbox in truth_mail.values() for folder in mailbox.values())
-            record.detail = (f"{len(after)} stores: records {'equal' if records_equal else 'DIFFER'}; "
+            record.detail = (f"{_databases_detail(checks)}; "
                              f"{items:,} mailbox items {'equal' if mail_equal else 'DIFFER'}")
-            self.checks.append({"check": "roll-forward restore equals state before disaster",
-                                "stores": len(after), "items": items, "ok": record.ok})
+            self.checks.append({"check": "roll-forward restore equals state before disaster (records, pages, items)",
+                                "stores": len(checks), "items": items, **_pages_fields(checks), "ok": record.ok})
 
     def _point_in_time_into_rsg(self, incremental: dict, truth: dict) -> None:
         from reference.jobs import restore_storage_group
@@ -220,13 +224,13 @@ class Demo:
             self.restores.append({"storage_group": group, "mode": "point-in-time", "sets": [s.id for s in chain],
                                   "bytes": result.bytes, "recovery_storage_group": result.redirected_to_rsg})
         with self._step("verify point-in-time", "Recovery Storage Group vs the state at the incremental") as record:
-            rsg = self.server.recovery_storage_group
-            restored = {f"{group}/{db.name}": database_digest(self.server.database(rsg.name, db.name))
-                        for db in rsg.databases}
-            record.ok = restored == truth and result.redirected_to_rsg
-            record.detail = f"{len(restored)} stores: records {'equal' if restored == truth else 'DIFFER'}"
-            self.checks.append({"check": "point-in-time restore into RSG equals state at the incremental",
-                                "stores": len(restored), "ok": record.ok})
+            restored = ground_truth.as_originals(ground_truth.server_truth(self.server, recovery=True),
+                                                 truth["databases"])
+            checks = ground_truth.compare_truths(truth, restored)
+            record.ok = all(c.ok for c in checks) and result.redirected_to_rsg
+            record.detail = _databases_detail(checks)
+            self.checks.append({"check": "point-in-time restore into RSG equals state at the incremental (records, pages)",
+                                "stores": len(checks), **_pages_fields(checks), "ok": record.ok})
 
     # -- reporting ----------------------------------------------------------------------------
 
@@ -361,6 +365,28 @@ class Demo:
         figure.savefig(path, dpi=100)
         plt.close(figure)
         return str(path)
+
+
+def _databases_detail(checks) -> str:
+    """"3 stores: records equal; 134,612 data pages equal", or the counts and the first difference."""
+    pages = sum(c.pages for c in checks)
+    if all(c.ok for c in checks):
+        return f"{len(checks)} stores: records equal; {pages:,} data pages equal"
+    records = "equal" if all(c.records_equal for c in checks) else "DIFFER"
+    first = next(p for c in checks for p in c.problems)
+    return (f"{len(checks)} stores: records {records}; {sum(c.pages_equal for c in checks):,} of {pages:,} "
+            f"data pages equal; first difference: {first}")
+
+
+def _pages_fields(checks) -> dict:
+    fields = {"pages": sum(c.pages for c in checks), "pages_equal": sum(c.pages_equal for c in checks)}
+    first = next((f"{c.database}: {c.first_difference}" for c in checks if c.first_difference), None)
+    if first:
+        fields["first_page_difference"] = first
+    problems = [p for c in checks for p in c.problems]
+    if problems:
+        fields["problems"] = problems
+    return fields
 
 
 def run_demo(workdir: Path, settings: DemoSettings | None = None, console: Console | None = None) -> dict:

@@ -4,6 +4,7 @@ on the server's real files or state, usable from tests and scenarios.
 | call | what the real world did | what the API then reports |
 |---|---|---|
 | ``corrupt_page`` | a -1018 page (bad checksum / misplaced page) | ReadFile of that DB: -1018 (per DB) |
+| ``alter_page_silently`` | a page changed with a valid checksum (a lost or misdirected write of good data) | nothing: only a page-level comparison with ground truth sees it |
 | ``corrupt_log`` | a damaged log generation | backup: -612 aborts the instance; restore: -573; mount: -501 |
 | ``delete_log`` | a log deleted by hand / lost | incremental: -569 (2003: -562); recovery: -528/-557 |
 | ``dismount`` | store dismounted by the admin | OpenFile: -1203 (per DB) |
@@ -48,6 +49,30 @@ def corrupt_page(server, sg_name: str, db_name: str, pgno: int = 1, file_index: 
         b = f.read(1)
         f.seek(page_off + byte_offset)
         f.write(bytes([b[0] ^ 0x5A]))
+    return page_off + byte_offset
+
+
+def alter_page_silently(path, pgno: int, page_size: int, byte_offset: int = 32) -> int:
+    """Change one byte of data page ``pgno`` of a database file and re-seal the page's checksum.
+
+    The default offset is the page header's ibMicFree, which no record read looks at, so records
+    and checksums stay good: what a restore check must catch by comparing pages. Returns the file
+    offset touched."""
+    import numpy as np
+
+    from .ondisk.checksum import seal_pages
+
+    page_off = (pgno + 1) * page_size
+    with open(path, "r+b") as f:
+        f.seek(page_off)
+        raw = f.read(page_size)
+        if len(raw) < page_size:
+            raise ValueError(f"{path} has no page {pgno}")
+        page = np.frombuffer(raw, dtype=np.uint8).reshape(1, page_size).copy()
+        page[0, byte_offset] ^= 0x5A
+        seal_pages(page, pgno)
+        f.seek(page_off)
+        f.write(page.tobytes())
     return page_off + byte_offset
 
 

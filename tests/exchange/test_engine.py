@@ -233,13 +233,14 @@ def test_table_index_scans_in_key_order(ops):
     idx, model = TableIndex(), {}
     for n, (put, key, prefix, start) in enumerate(ops):
         if put:
-            idx.put(key, (n, 0))
+            idx.put(key, n << 20, n)
             model[key] = n
         else:
             assert idx.delete(key) == (model.pop(key, None) is not None)
         if n % 97 == 0 or n == len(ops) - 1:
             want = sorted(k for k in model if k.startswith(prefix) and (start is None or k >= start))
             assert idx.keys_from(prefix, start) == want
+            assert all(idx.locate(k) == (model[k] << 20, model[k]) for k in want)
 
 
 @given(records=st.lists(st.tuples(st.integers(0, 30), st.integers(1, 6000), st.integers(0, 20000), st.booleans()),

@@ -59,7 +59,7 @@ class MountedDatabase:
             keys = idx.keys_from(bytes(prefix), start) if idx is not None else []
         for k in keys:
             with self.instance.lock:
-                where = idx.rows.get(k)
+                where = idx.locate(k)
                 if where is None:
                     continue
                 value = pf.read_heap(*where)

@@ -1,7 +1,9 @@
 """In-memory index of one table: key -> where the value lives in the record heap.
 
-Rebuilt from the pages on mount (the pages are the truth). Keys are kept in a lazily merged
-sorted list so scans are ordered without paying a sort per insert.
+Built from the pages on first use (the pages are the truth). A location is one int,
+``offset << 32 | length`` (about 32 bytes a row, where an ``(offset, length)`` tuple costs about
+110). Keys are kept in a lazily merged sorted list so scans are ordered without paying a sort per
+insert.
 """
 
 from __future__ import annotations
@@ -13,18 +15,25 @@ class TableIndex:
     __slots__ = ("rows", "_sorted", "_pending", "_removed")
 
     def __init__(self) -> None:
-        self.rows: dict[bytes, tuple[int, int]] = {}
+        self.rows: dict[bytes, int] = {}  # key -> value offset << 32 | value length
         self._sorted: list[bytes] = []
         self._pending: list[bytes] = []
         self._removed: set[bytes] = set()
 
-    def put(self, key: bytes, where: tuple[int, int]) -> None:
+    def put(self, key: bytes, offset: int, length: int) -> None:
         if key not in self.rows:
             if key in self._removed:
                 self._removed.discard(key)  # still present in the sorted list
             else:
                 self._pending.append(key)
-        self.rows[key] = where
+        self.rows[key] = offset << 32 | length
+
+    def locate(self, key: bytes) -> tuple[int, int] | None:
+        """(heap offset, length) of the key's value, or None when the key is not in the table."""
+        where = self.rows.get(key)
+        if where is None:
+            return None
+        return where >> 32, where & 0xFFFFFFFF
 
     def delete(self, key: bytes) -> bool:
         if self.rows.pop(key, None) is None:

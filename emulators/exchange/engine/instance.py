@@ -188,10 +188,11 @@ class Instance:
     def commit(self, ops) -> int:
         with self.lock:
             self._check_writable()
-            for _op, dbid, *_ in ops:
+            for _op, dbid, table, *_ in ops:
                 db = self.databases.get(dbid)
                 if db is None or not db.mounted:
                     raise errors.jet_error(errors.DatabaseNotFound, f"database {dbid} is not mounted")
+                db.file_for(table).load_tail()  # a bad last page fails the commit before it is logged
             body = encode_commit(ops)
             try:
                 lsn, gen, off = self.log.append(R_COMMIT, body)

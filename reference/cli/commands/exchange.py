@@ -256,13 +256,15 @@ def mailboxes(root: str, as_json: bool) -> None:
 @click.argument("root", type=click.Path(exists=True, file_okay=False))
 @click.argument("name")
 def snapshot_command(root: str, name: str) -> None:
-    """Record the server's ground truth as NAME (a digest of every database's records and of
-    every mailbox), to check a later restore with `mailtape verify SITE --against NAME`."""
+    """Record the server's ground truth as NAME (digests of every database's records, of every
+    data page of its files and of every mailbox), to check a later restore with
+    `mailtape verify SITE --against NAME`."""
     from emulators.exchange import ground_truth
 
     with opened_server(root) as (server, _store):
         truth = ground_truth.capture(server)
         path = ground_truth.save(root, name, truth)
         save_clock(server)
-    click.echo(f"snapshot {name!r}: {len(truth['databases'])} database(s), {len(truth['mailboxes'])} mailbox(es) "
-               f"-> {path}")
+    pages = sum(f["pgno_last"] for files in truth["pages"].values() for f in files)
+    click.echo(f"snapshot {name!r}: {len(truth['databases'])} database(s), {pages:,} data pages, "
+               f"{len(truth['mailboxes'])} mailbox(es) -> {path}")

@@ -27,7 +27,8 @@ def command(site: str, set_ids: tuple[int, ...], drive: int | None, snapshot: st
     """Re-read data sets from tape: sizes, CSUM and SHA-256 against the catalog; exit 1 on any mismatch.
 
     With --against NAME: check what a restore brought back against the emulated server's ground
-    truth (every database's records and every mailbox's items) recorded as NAME.
+    truth recorded as NAME: every database's records, every data page of its files (the two header
+    pages excepted: a restore rewrites them) and every mailbox's items.
     """
     from dataclasses import asdict
 
@@ -70,6 +71,7 @@ def command(site: str, set_ids: tuple[int, ...], drive: int | None, snapshot: st
 
 def _verify_against(site: str, name: str, groups: list[str] | None, recovery: bool, as_json: bool) -> None:
     import json
+    from dataclasses import asdict
     from pathlib import Path
 
     from emulators.exchange import ground_truth
@@ -78,12 +80,20 @@ def _verify_against(site: str, name: str, groups: list[str] | None, recovery: bo
     root = Path(site) / "exchange"
     expected = ground_truth.load(root, name)
     with opened_server(str(root)) as (server, _store):
-        problems = ground_truth.compare(expected, server, groups=groups, recovery=recovery)
+        result = ground_truth.compare(expected, server, groups=groups, recovery=recovery)
     if as_json:
-        click.echo(json.dumps({"snapshot": name, "problems": problems}, indent=1))
-    elif not problems:
-        click.echo(f"the Exchange server matches ground-truth snapshot {name!r}")
-    for problem in [] if as_json else problems:
-        click.echo(f"MISMATCH {problem}")
-    if problems:
-        raise VerifyFailed(f"{len(problems)} difference(s) from ground-truth snapshot {name!r}")
+        click.echo(json.dumps({"snapshot": name, "verified": result.ok,
+                               "databases": [asdict(check) for check in result.databases],
+                               "mailboxes": result.mailboxes, "problems": result.problems}, indent=1))
+    else:
+        for check in result.databases:
+            click.echo(check.summary())
+        if not recovery:
+            click.echo(f"{result.mailboxes} mailbox(es) compared")
+        if result.ok:
+            click.echo(f"the Exchange server matches ground-truth snapshot {name!r} "
+                       f"(records, data pages, mailboxes; header pages 0-1 excluded)")
+        for problem in result.problems:
+            click.echo(f"MISMATCH {problem}")
+    if not result.ok:
+        raise VerifyFailed(f"{len(result.problems)} difference(s) from ground-truth snapshot {name!r}")
