@@ -13,8 +13,8 @@ emulated LTO-9 drive writing a SIMH cartridge file, then commits the catalog.
    never wait for the software);
 3. **restore** — a full backup into a fresh site, then the timed restore over the dismounted store
    (``reference.jobs.restore_storage_group``: catalog chain, cartridge read-back with SHA-256, the
-   restore API, roll-forward, mount), against ``dd bs=1M`` copying the cartridge file (target
-   assumed as for the backup: ratio >= 0.85);
+   restore API, roll-forward, mount), against ``dd bs=1M`` copying the cartridge file (target, issue 10
+   item 3: ratio >= 0.7);
 4. **peak RSS** — a backup of 0.25, 1 and 4 GiB databases, each in a fresh subprocess (peak
    resident set, ``VmHWM``; see :func:`peak_rss_kib` for why not ``ru_maxrss``): flat within 10 %
    (ratio = largest / smallest) and below 200 MB. The emulated Exchange server lives in the same
@@ -296,7 +296,7 @@ def _restore(exchange, work: Path, reps: int) -> list[dict]:
     ours, base = 1 / best_restore / 1e6, 1 / best_dd / 1e6
     return [{"name": f"restore from cartridge file ({restored / MiB:.0f} MiB, SHA-256 checked, roll-forward, "
                      f"mount) vs dd bs=1M of the cartridge", "value": round(ours, 1), "unit": "MB/s",
-             "baseline": round(base, 1), "ratio": round(ours / base, 3), "target": "ratio >= 0.85"}]
+             "baseline": round(base, 1), "ratio": round(ours / base, 3), "target": "ratio >= 0.7"}]
 
 
 if __name__ == "__main__":

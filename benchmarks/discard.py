@@ -59,6 +59,21 @@ class DiscardingTape:
         self._dirty = True
         return n
 
+    def write_blocks(self, data, block_size: int) -> int:
+        """The emulated drive's multi-block write (see ``EmulatedTapeDevice.write_blocks``): every
+        whole block of ``data``, exactly as that many :meth:`write` calls; returns the count."""
+        self._check_open()
+        count = memoryview(data).nbytes // block_size if block_size > 0 else 0
+        if count:
+            self._truncate_here()
+            self.pos += count
+            self.blkno += count
+            self.eod = self.pos
+            self.bytes_discarded += count * block_size
+            self.blocks_discarded += count
+            self._dirty = True
+        return count
+
     def read(self, size: int) -> bytes:
         self._check_open()
         self._flush_mark()

@@ -16,7 +16,9 @@ distance, the write-protect switch, MAM attributes and life counters.
   byte offset. A write at or before the damage truncates it away, as on a real tape.
 * **Write-behind.** Streaming appends of immutable ``bytes`` (or read-only views of them) are
   queued and written several records per ``pwritev`` (:meth:`Cartridge.append_record`); every
-  other use of the file writes the queue first.
+  other use of the file writes the queue first. A run of equal records from one buffer (the
+  drive's ``write_blocks``) is written at once, framing interleaved, with as few ``pwritev`` as
+  the iovec limit allows (:meth:`Cartridge.append_records`): the caller may reuse the buffer.
 * **Capacity** is measured in bytes of the image (stored bytes, including the 8-byte SIMH framing
   per record, which plays the part of the inter-record gaps).
 * **Compression.** A cartridge created with ``compression=True`` stores each record as a one-byte
@@ -32,6 +34,7 @@ import bisect
 import contextlib
 import struct
 import errno
+import itertools
 import json
 import logging
 import os
@@ -61,6 +64,12 @@ MEDIUM_TYPE = {"data": 0, "worm": 1, "cleaning": 6}
 
 WRITE_BEHIND_RECORDS = 8
 WRITE_BEHIND_BYTES = 8 * MiB
+
+try:
+    _IOV_MAX = max(3, os.sysconf("SC_IOV_MAX"))
+except (ValueError, OSError):
+    _IOV_MAX = 1024
+"""Most buffers one ``pwritev`` takes (Linux: 1024)."""
 
 INDEX_MAGIC = b"MTIDX001"
 INDEX_HEADER = struct.Struct("<8sQQQQQ")
@@ -552,6 +561,46 @@ class Cartridge:
         if defer and (len(self._pending) >= 3 * WRITE_BEHIND_RECORDS
                       or self._pending_bytes >= WRITE_BEHIND_BYTES):
             self._flush()
+
+    def append_records(self, data, length: int, count: int) -> None:
+        """Append ``count`` uncompressed records of ``length`` bytes each, cut from ``data``
+        (``count × length`` bytes), with as few ``pwritev`` calls as the iovec limit allows.
+
+        The image gets exactly what ``count`` :meth:`append_record` calls would write (SIMH framing
+        interleaved: length word, data, pad, length word); it is written before this returns, so
+        ``data`` may be a buffer the caller reuses. A failed or short write cuts the image back to
+        where this call began, leaves the index as it was and raises (EIO when short).
+        """
+        if count <= 0:
+            return
+        if self._pending:
+            self._flush()
+        view = memoryview(data).cast("B")
+        word = simh.WORD.pack(length)
+        tail = b"\0" + word if length & 1 else word
+        span = 8 + length + (length & 1)
+        start = self._end
+        per_call = _IOV_MAX // 3
+        try:
+            for at in range(0, count, per_call):
+                upto = min(count, at + per_call)
+                parts = []
+                for i in range(at, upto):
+                    parts += (word, view[i * length:(i + 1) * length], tail)
+                offset = start + at * span
+                want = (upto - at) * span
+                written = os.pwritev(self._fd, parts, offset)
+                if written != want:
+                    raise OSError(errno.EIO, f"{self.path}: short write ({written} of {want} bytes)")
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, start)
+            raise
+        self._offsets.extend(range(start, start + count * span, span))
+        self._lengths.extend(itertools.repeat(length, count))
+        self._end = start + count * span
+        self._index_saved = False
+        self.meta["bytes_written"] += length * count
 
     def _flush(self) -> None:
         """Write the queued records; on failure drop them from the index and cut the image."""

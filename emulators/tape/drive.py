@@ -14,6 +14,10 @@ The logic follows ``drivers/scsi/st.c`` (``st_read``/``read_tape``, ``st_write``
 ``st_int_ioctl``, ``st_flush``) on top of an SSC medium model (mhvtl ``usr/ssc.c``), with errors as
 ``OSError(errno)``. Library-facing API: :meth:`load`, :meth:`unload`, :attr:`cartridge`,
 :attr:`threaded` (a tape is in and threaded, i.e. not ejected), :meth:`eject`.
+
+One emulator extension beyond st: ``EmulatedTapeDevice.write_blocks(data, size)`` writes a run
+of blocks as that many ``write()`` calls would while streaming, in one go (the media writer uses
+it when a device offers it; a real st device does not, and gets one ``write()`` per block).
 """
 
 from __future__ import annotations
@@ -297,6 +301,41 @@ class EmulatedDrive:
                     self.timing.write(count, count)
                 return count
         return self._write_general(data)
+
+    def _write_blocks(self, data, size: int) -> int:
+        """Blocks of ``size`` bytes cut from ``data``, as that many ``write()`` calls would write
+        them while streaming well before early warning - but with one ``pwritev`` for the lot.
+
+        Takes the longest prefix the streaming fast path of :meth:`_write` would take and returns
+        how many blocks that was (0 when not streaming: first write after a filemark or a
+        positioning, fixed-block mode, compression, near early warning...). The caller writes
+        the next block with ``write()``, which then decides exactly as it always does (ENOSPC
+        at early warning, EIO, ...). Written before returning: ``data`` may be reused.
+        """
+        cart = self.cartridge
+        if (self.rw != ST_WRITING or self.eof != ST_NOEOF or self.block_size or cart is None
+                or cart.meta["compression"] or cart.damage is not None
+                or not self.profile.min_block <= size <= self.profile.max_block
+                or self.pos != len(cart._offsets)):
+            return 0
+        view = data if type(data) is memoryview else memoryview(data)
+        if view.ndim != 1 or view.itemsize != 1:
+            view = view.cast("B")
+        span = 8 + size + (size & 1)
+        limit = cart.meta["capacity_bytes"] - cart.meta["early_warning_bytes"]
+        # Block k (1-based) may stream when cart._end + k*span < limit (the fast path's test).
+        fits = (limit - 1 - cart._end) // span
+        count = max(0, min(view.nbytes // size, fits))
+        if not count:
+            return 0
+        cart.append_records(view, size, count)
+        self.pos += count
+        if self.blkno >= 0:
+            self.blkno += count
+        if self.timing:
+            for _ in range(count):
+                self.timing.write(size, size)
+        return count
 
     def _write_general(self, data) -> int:
         self._check_ready()
@@ -1026,6 +1065,15 @@ class EmulatedTapeDevice:
         if not self.writable:
             raise _err(errno.EBADF, f"{self.name} is open read-only")
         return drive._write(block)
+
+    def write_blocks(self, data, block_size: int) -> int:
+        """Emulator extension, not an st call: write consecutive ``block_size`` blocks of
+        ``data`` as successive :meth:`write` calls would, stopping where ``write`` would do
+        anything but stream; returns the number written (see ``EmulatedDrive._write_blocks``)."""
+        drive = self._live()
+        if not self.writable:
+            raise _err(errno.EBADF, f"{self.name} is open read-only")
+        return drive._write_blocks(data, block_size)
 
     def mtop(self, op: MtOp | int, count: int = 1) -> None:
         self._live()._mtop(self, op, count)

@@ -20,6 +20,7 @@ root last (docs/format.md, "Exchange mapping").
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import logging
@@ -48,7 +49,7 @@ from reference.protocols.exchange import (
     InstanceEnd,
 )
 from reference.runtime import Runtime
-from reference.transfer import CommitReceipt, DataSetTrailer, ObjectEntry
+from reference.transfer import TRANSFER_BUFFER, CommitReceipt, DataSetTrailer, ObjectEntry, PackingSink
 
 log = logging.getLogger("mailtape.agent")
 
@@ -56,7 +57,9 @@ ANNOTATION = "Microsoft Information Store"
 LOG_DIRECTORY = "Log Files"
 METADATA_NAME = "BackupMetadata.json"
 DATABASE_INFO_NAME = "DatabaseBackupInfo"
-READ_SIZE = 1 << 20
+READ_SIZE = TRANSFER_BUFFER
+"""Most bytes asked of Exchange per read (a read also never exceeds the free part of the
+transfer buffer it goes into)."""
 
 
 @dataclass
@@ -126,8 +129,8 @@ class StorageGroupBackup:
         self.progress = progress or (lambda name, n: None)
         self.base_available = base_available
         """False when the backup server holds no full backup to build an incremental on."""
-        self._buffer = bytearray(read_size)
-        self._pending: list = []
+        self.read_size = read_size
+        self._sink: PackingSink | None = None
         self._session = None
         self.result = GroupBackupResult(api.server_name, storage_group, self.requested.name, self.requested.name)
 
@@ -144,8 +147,9 @@ class StorageGroupBackup:
             instance_open = True
             self.result.level = effective.name
             self._session = await self.open_session(self._session_info(effective))
+            self._sink = PackingSink(self._session)
             writer = DataSetWriter(
-                self._pending.append,
+                self._sink,
                 set_number=self._session.set_number,
                 name=f"{self.storage_group} ({effective.name})",
                 description=f"Exchange {effective.name} backup of {self.storage_group} on {self.api.server_name}",
@@ -166,7 +170,7 @@ class StorageGroupBackup:
             record = writer.add_file(METADATA_NAME, len(payload), payload, modified=self._now())
             objects.append(ObjectEntry(METADATA_NAME, "metadata", record.size, record.sha256.hex(), record.fla))
             eset = writer.end()
-            await self._flush()
+            await self._sink.flush(final=True)
             trailer = DataSetTrailer(eset, objects, effective.name, self.result.log_gen_low,
                                      self.result.log_gen_high, metadata)
             receipt = await self._session.finish(trailer)
@@ -302,17 +306,18 @@ class StorageGroupBackup:
                 raise _DatabaseFailed(str(error)) from error
             raise
         stream = writer.open_file(name, size, modified=self._now())
+        reading = _Pipeline(self, stream)
         try:
             while True:
-                count = await call(self._read_into_stream, context, handle, stream)
+                count = await reading.next(context, handle)
                 if count == 0:
                     break
                 self.result.bytes += count
                 self.progress(prefix + name, count)
-                await self._flush()
             await call(context.close_file, handle)
             record = stream.close()
         except ExchangeError as error:
+            await reading.settle()
             if not per_database:
                 raise
             try:
@@ -325,23 +330,20 @@ class StorageGroupBackup:
                 pass
             await self._flush()
             raise _DatabaseFailed(str(error)) from error
+        except BaseException:
+            await reading.settle()
+            raise
         await self._flush()
         return ObjectEntry(prefix + name, kind, record.size, record.sha256.hex(), record.fla, database)
 
-    def _read_into_stream(self, context, handle, stream) -> int:
-        """One read and its SHA-256/CSUM in the same worker call: the hash (which releases the
-        GIL) then overlaps the server's tape writes instead of holding up the event loop."""
-        count = context.read_file(handle, self._buffer)
-        if count:
-            stream.write(memoryview(self._buffer)[:count])
-        return count
+    @staticmethod
+    def _read(context, handle, room) -> int:
+        """One Exchange read straight into the transfer buffer (a worker call)."""
+        return context.read_file(handle, room)
 
     async def _flush(self) -> None:
-        # The writer holds a reference to this list (its sink is ``self._pending.append``).
-        batch = self._pending[:]
-        self._pending.clear()
-        for chunk in batch:
-            await self._session.send(chunk)
+        """Send full transfer buffers; leave one with room for the next read."""
+        await self._sink.flush()
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -374,6 +376,53 @@ class StorageGroupBackup:
             ],
             "warnings": self.result.warnings,
         }
+
+
+class _Pipeline:
+    """Reads one file into the transfer buffers, hashing each piece while the next is read.
+
+    Three stages run at once in production: an Exchange read (worker thread), the SHA-256 and
+    CSUM of the piece read before it (another worker thread; ``hashlib`` releases the GIL) and,
+    on the server's side, the tape write of an earlier buffer. The hash and the tape write only
+    read a buffer, so a full buffer is sent while its last piece is still being hashed; the one
+    thing that must wait is writing into that memory again (the pool lent the buffer out anew,
+    or a copying session's buffer is reused): then the hash is finished first. In simulation
+    everything is inline, in the order it always was (read, hash, send).
+    """
+
+    def __init__(self, agent: "StorageGroupBackup", stream):
+        self.agent = agent
+        self.stream = stream
+        self.hashing: asyncio.Future | None = None
+        self._hashed_in: tuple[object, int] = (None, 0)  # (buffer memory, end of the piece)
+
+    async def next(self, context, handle) -> int:
+        """Read the next piece of the file (0 at its end); its hash may still be running."""
+        agent, sink = self.agent, self.agent._sink
+        runtime = agent.runtime
+        await sink.flush()  # a buffer with room for the read
+        memory, start = sink.position()
+        if self.hashing is not None and memory is self._hashed_in[0] and start < self._hashed_in[1]:
+            await self.settle()  # the read would overwrite what is being hashed
+        room = sink.room()[:agent.read_size]
+        count = await runtime.call(agent._read, context, handle, room)
+        await self.settle()
+        if count:
+            data = room[:count]
+            self.stream.write_reserved(data, hash_now=False)
+            if runtime.simulated:
+                self.stream.hash_data(data)
+            else:
+                self._hashed_in = (memory, start + count)
+                self.hashing = asyncio.ensure_future(runtime.call(self.stream.hash_data, data))
+        return count
+
+    async def settle(self) -> None:
+        """Wait for the hash in flight (before the stream closes, before its memory is written
+        again, or on any error)."""
+        hashing, self.hashing = self.hashing, None
+        if hashing is not None:
+            await hashing
 
 
 class _DatabaseFailed(Exception):

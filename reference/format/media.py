@@ -274,9 +274,10 @@ class MediaWriter:
                 block = bytes(self._out[:P])
                 del self._out[:P]
                 self._write_data_block(block)
-        while n - i >= P:
-            self._write_data_block(data[i:i + P])
-            i += P
+        whole = (n - i) // P * P
+        if whole:
+            self._write_data_blocks(data[i:i + whole])
+            i += whole
         if i < n:
             self._out += data[i:]
 
@@ -345,6 +346,24 @@ class MediaWriter:
                 return
             except _EndOfMedium:
                 continue
+
+    def _write_data_blocks(self, data) -> None:
+        """Whole blocks straight from ``data``: runs of them in one call where the device offers
+        ``write_blocks`` (the emulated drive), else, and for any block it does not take
+        (early warning, first block of a set...), one :meth:`_write_data_block` each."""
+        P = self.P
+        many = getattr(self.target.device, "write_blocks", None) if isinstance(self.target, TapeTarget) else None
+        i, n = 0, len(data)
+        while i < n:
+            if many is not None and (self._out_off or self._base):  # not the SSET's block (PBA patch)
+                count = many(data[i:], P)
+                if count:
+                    i += count * P
+                    self._out_off += count * P
+                    self._tracker.prune(self._base + self._out_off)
+                    continue
+            self._write_data_block(data[i:i + P])
+            i += P
 
     def _write_data_block(self, block) -> None:
         if self._out_off == 0 and self._base == 0:

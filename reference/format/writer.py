@@ -7,7 +7,9 @@ FLB boundary and the output always ends on one. The ESET is not written here: it
 filemark, so :meth:`DataSetWriter.end` returns an :class:`EsetInfo` for the media writer.
 
 The sink is a callable (or an object with ``write``) that receives ``memoryview``/``bytes``
-chunks; it must consume or copy them before returning (buffers are reused).
+chunks; it must consume or copy them before returning (buffers are reused). A sink with its own
+buffers may also offer ``commit(data)``: object data the caller read straight into the sink's
+buffer is then passed with :meth:`FileStream.write_reserved` and never copied.
 """
 
 from __future__ import annotations
@@ -71,11 +73,18 @@ class FileRecord:
 class _Sink:
     def __init__(self, sink):
         self._write = sink.write if hasattr(sink, "write") else sink
+        self._commit = getattr(sink, "commit", None)
         self.offset = 0
 
     def __call__(self, chunk) -> None:
         self._write(chunk)
         self.offset += len(chunk)
+
+    def commit(self, data) -> None:
+        if self._commit is None:
+            raise TypeError("this writer's sink has no buffer to write object data into (commit)")
+        self._commit(data)
+        self.offset += len(data)
 
 
 class DataSetWriter:
@@ -245,6 +254,7 @@ class FileStream:
         self._written = 0
         self._xor = Xor32()
         self._sha = hashlib.sha256() if writer._sha else None
+        self._hashed = 0
         self._closed = False
 
     def write(self, chunk) -> int:
@@ -256,16 +266,47 @@ class FileStream:
                 f"object grew beyond its declared size {self.record.size} "
                 f"(got {self._written + n} bytes)", where=self.record.name)
         if n:
-            self._xor.update(chunk)
-            if self._sha is not None:
-                self._sha.update(chunk)
+            self.hash_data(chunk)
             self._w._out(chunk)
             self._written += n
         return n
 
+    def write_reserved(self, data, *, hash_now: bool = True) -> int:
+        """Like :meth:`write` for data that is already where the sink will send it from: the
+        caller read it into the sink's own buffer (``sink.room()``, e.g.
+        :class:`reference.transfer.PackingSink`); it is checked and counted as ``write`` does,
+        then ``sink.commit(data)`` takes it without a copy.
+
+        ``hash_now=False`` leaves the CSUM/SHA-256 to a later :meth:`hash_data` call (so a caller
+        can hash on another thread while it reads the next piece): every such piece must be
+        passed to ``hash_data``, in order, before :meth:`close` (which checks)."""
+        if self._closed:
+            raise ValueError("write to a closed object")
+        n = len(data)
+        if self._written + n > self.record.size:
+            raise CorruptDataError(
+                f"object grew beyond its declared size {self.record.size} "
+                f"(got {self._written + n} bytes)", where=self.record.name)
+        if n:
+            if hash_now:
+                self.hash_data(data)
+            self._w._out.commit(data)
+            self._written += n
+        return n
+
+    def hash_data(self, data) -> None:
+        """Fold object data into the CSUM and SHA-256 (see :meth:`write_reserved`)."""
+        self._xor.update(data)
+        if self._sha is not None:
+            self._sha.update(data)
+        self._hashed += len(data)
+
     def close(self) -> FileRecord:
         if self._closed:
             return self.record
+        if self._hashed != self._written:
+            raise RuntimeError(f"{self.record.name}: {self._written - self._hashed} bytes written "
+                               "with write_reserved(hash_now=False) were never passed to hash_data()")
         short = self.record.size - self._written
         if short:
             # The spec requires the declared byte count: zero-fill, then mark the object corrupt.

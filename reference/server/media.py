@@ -153,25 +153,50 @@ class RecordingDevice:
             raise
         self.pos += 1
         self.bytes += n
-        view = memoryview(block).cast("B")
-        for i in self._file_candidates(view):
+        self._note_files(memoryview(block).cast("B"), len(block), at)
+        return n
+
+    def write_blocks(self, data, block_size: int) -> int:
+        """Several blocks in one call when the device can (the emulated drive's
+        ``write_blocks``); 0 when it cannot, and the caller writes the next block with
+        :meth:`write`. Positions and FILE headers are noted exactly as per-block writes would."""
+        inner = getattr(self.device, "write_blocks", None)
+        if inner is None:
+            return 0
+        at = self.pos
+        count = inner(data, block_size)
+        if count:
+            self.pos += count
+            self.bytes += count * block_size
+            self._note_files(memoryview(data).cast("B")[:count * block_size], block_size, at)
+        return count
+
+    def _note_files(self, view, block_size: int, first_block: int) -> None:
+        """Record every FILE header in ``view`` (whole blocks of ``block_size``, the first at
+        ``first_block``)."""
+        for i in self._file_candidates(view, block_size):
             if m.header_ok(view, i):
                 _k, attr, _fe, _size, fla, _cbid, _st, _c = m.header_fields(view, i)
                 file_id = m.FileFixed.parse(bytes(view[i + 52: i + 52 + _FILE_FIXED_SIZE])).file_id
-                self.files_seen.append((fla, file_id, bool(attr & m.MTF_CONTINUATION), self.fileno, at))
-        return n
+                self.files_seen.append((fla, file_id, bool(attr & m.MTF_CONTINUATION), self.fileno,
+                                        first_block + i // block_size))
 
-    def _file_candidates(self, view) -> list[int]:
+    def _file_candidates(self, view, block_size: int) -> list[int]:
         """FLB-aligned offsets (DBLKs start on FLB boundaries) holding the tag ``FILE`` with room
-        for a FILE header. Vectorised: reads one 32-bit word per FLB, in place."""
+        for a FILE header inside their block. Vectorised: reads one 32-bit word per FLB, in place."""
         flb = self.flb
-        last = len(view) - m.DB_HDR_SIZE - _FILE_FIXED_SIZE  # the last offset a FILE header fits at
+        room = m.DB_HDR_SIZE + _FILE_FIXED_SIZE
+        last = len(view) - room  # the last offset a FILE header fits at
         if last < 0:
             return []
         if flb % 4:
-            return [i for i in range(0, last + 1, flb) if view[i:i + 4] == b"FILE"]
-        words = np.frombuffer(view, dtype="<u4", count=last // 4 + 1)[::flb // 4]
-        return [int(k) * flb for k in np.flatnonzero(words == _FILE_WORD)]
+            found = [i for i in range(0, last + 1, flb) if view[i:i + 4] == b"FILE"]
+        else:
+            words = np.frombuffer(view, dtype="<u4", count=last // 4 + 1)[::flb // 4]
+            found = [int(k) * flb for k in np.flatnonzero(words == _FILE_WORD)]
+        if len(view) > block_size:  # several blocks: a header must fit in the block it starts in
+            found = [i for i in found if i % block_size <= block_size - room]
+        return found
 
     def mtop(self, op, count: int = 1) -> None:
         if op == MtOp.MTWEOF:

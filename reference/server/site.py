@@ -10,7 +10,8 @@
 ``site.json`` keys (all optional): ``pool`` ("Default"), ``block_size`` (65536), ``seed`` (None =
 OS entropy; an integer makes media family ids reproducible), ``changer`` ("emulated" or a
 ``/dev/sgN`` for the real ``mtx`` driver), ``drives`` ({"0": "/dev/nst0", ...} with a real
-changer), ``max_buffered`` (64 MiB, the agent→server bounded buffer).
+changer), ``max_buffered`` (64 MiB, the agent→server bounded buffer; a backup session's pool of
+transfer buffers is this plus two buffers, mapped once and reused: see ``reference/transfer.py``).
 
 :func:`open_site` gives the catalog, the changer, the drives (drive number → TapeDevice opener),
 the media manager, a runtime and a :class:`BackupServer`; :meth:`Site.close` saves the emulated

@@ -51,6 +51,21 @@ def test_positions_follow_st_while_bytes_are_dropped():
     assert info.value.errno == errno.EIO
 
 
+def test_write_blocks_is_that_many_writes():
+    """The multi-block write the media writer uses (emulator extension): same positions, counts."""
+    one, many = DiscardingTape(), DiscardingTape()
+    for tape in (one, many):
+        tape.write(b"x")
+        tape.mtop(MtOp.MTWEOF, 1)
+    for _ in range(5):
+        one.write(bytes(1024))
+    assert many.write_blocks(memoryview(bytearray(5 * 1024 + 100)), 1024) == 5
+    for attr in ("pos", "fileno", "blkno", "eod", "bytes_discarded", "blocks_discarded"):
+        assert getattr(one, attr) == getattr(many, attr), attr
+    one.close(), many.close()
+    assert one.eod == many.eod == 8  # the filemark st writes at close
+
+
 def test_writing_mid_tape_moves_end_of_data():
     tape = DiscardingTape()
     for _ in range(4):
