@@ -225,6 +225,51 @@ class TapeView(PiecewiseMedium):
                 logical += 1
                 inside = 0
 
+    def read_into(self, offset: int, length: int, buffer) -> memoryview:
+        """Read the blocks holding stream bytes ``offset`` onwards straight into ``buffer``
+        (``readinto``, no copy) and return a view of the bytes read: up to ``length`` of them, as
+        many as ``buffer`` holds whole blocks for, never past the end of the tape file (a caller
+        loops). Same errors as :meth:`iter_range`. Blocks still in the cache are copied from it."""
+        self._mapped()
+        P = self.P
+        i = bisect.bisect_right(self._starts, offset) - 1
+        if i < 0 or offset >= self._size or length <= 0:
+            return memoryview(b"")
+        f = self._files[i]
+        inside = offset % P  # every file starts at a multiple of P in the stream
+        end = min(offset + length, self._starts[i] + f.blocks * P)
+        view = memoryview(buffer).cast("B")
+        count = min((inside + end - offset + P - 1) // P, view.nbytes // P)
+        if count <= 0:
+            raise ValueError(f"a buffer of {view.nbytes} bytes holds no block of {P}")
+        end = min(end, offset - inside + count * P)
+        first = f.start + (offset - self._starts[i]) // P
+        device, epoch, cache = None, self._epoch(), self._cache
+        for k in range(count):
+            logical = first + k
+            dest = view[k * P: (k + 1) * P]
+            cached = cache.get(logical)
+            if cached is not None:
+                dest[:] = cached
+                continue
+            if device is None:
+                device = self._device()
+                epoch = self._epoch()
+            if self._at != (epoch, logical):
+                device.mtop(MtOp.MTSEEK, logical)
+            try:
+                got = device.readinto(dest)
+            except OSError as err:
+                self._at = None
+                raise CorruptDataError(f"read error at logical block {logical}: {err.strerror or err}",
+                                       where=self.name) from None
+            self._at = (epoch, logical + 1)
+            if got != P:
+                where = offset - inside + k * P
+                raise CorruptDataError(f"block {logical} is {got} bytes, expected the set's block size {P} "
+                                       f"(near stream offset {max(where, offset)})", where=self.name)
+        return view[inside: inside + end - offset]
+
     def file_position(self, offset: int) -> str:
         if offset >= self.size:
             return f"offset {offset}"

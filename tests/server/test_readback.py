@@ -60,7 +60,8 @@ def test_read_objects_bit_exact_and_selectable(busy_site):
     try:
         got = _collect(reader, full.data_set_id)
         spanned = site.catalog.cartridges_of(full.data_set_id)
-        assert len(spanned) == 2 and loads == spanned + spanned  # walk in order, then extract in order
+        # Issue 6: each cartridge is loaded once; its objects are extracted while it is loaded.
+        assert len(spanned) == 2 and loads == spanned
         assert got["DB1/priv1.edb"] == payload(1, 7 * MB)
         assert got["DB1/priv1.stm"] == payload(2, 200_000)
         assert got["Log Files/E00000010.log"] == payload(3, 1 << 20)
@@ -158,3 +159,87 @@ def test_relabelled_media_is_a_clear_error(busy_site):
             list(reader.read_objects(other.data_set_id))
     finally:
         reader.close()
+
+
+def test_a_spanned_set_loads_only_the_cartridges_the_selection_needs(busy_site):
+    """Issue 6: the catalog says which cartridges hold the chosen objects. Objects that lie on the
+    continuation cartridge alone do not load the set's first cartridge; the object that spans
+    loads both, once each. Bytes stay bit-exact either way."""
+    site, (full, _other, _inc, _diff) = busy_site
+    spanned = site.catalog.cartridges_of(full.data_set_id)
+    record = site.catalog.data_set(full.data_set_id)
+    second_only = [o.path for o in record.objects if (o.extents or [o.barcode]) == [spanned[1]]]
+    assert len(spanned) == 2 and "DB1/priv1.stm" in second_only
+    expected = {"DB1/priv1.edb": payload(1, 7 * MB), "DB1/priv1.stm": payload(2, 200_000),
+                "Log Files/E00000010.log": payload(3, 1 << 20)}
+    for paths, cartridges in ((second_only, [spanned[1]]), (["DB1/priv1.edb"], spanned)):
+        loads = []
+        original_load = site.library.load
+
+        def counting_load(slot, drive=0, original_load=original_load, loads=loads):
+            loads.append(site.library.status().slot(slot).barcode)
+            return original_load(slot, drive)
+
+        site.library.load = counting_load
+        site.media.unload(0)
+        reader = MediaReader(site.catalog, site.media)
+        try:
+            got = _collect(reader, full.data_set_id, paths)
+        finally:
+            reader.close()
+            site.library.load = original_load
+        assert loads == cartridges
+        assert set(got) == set(paths)
+        for path in paths:
+            if path in expected:
+                assert got[path] == expected[path]
+
+
+def test_a_corrupted_byte_fails_the_object_at_its_end_not_before(busy_site):
+    """The SHA-256 check stays: every batch is handed over, then the object fails with the same
+    error as a whole-object read (and batches are read-only views a consumer may keep)."""
+    site, (_full, other, _inc, _diff) = busy_site
+    record = site.catalog.data_set(other.data_set_id)
+    target = next(o for o in record.objects if o.path == "DB2/priv2.edb")
+    image = site.library.cartridge_path(target.barcode)
+    raw = bytearray(image.read_bytes())
+    at = raw.find(payload(4, 2 * MB)[1_500_000:1_500_064])
+    raw[at + 3] ^= 0x01
+    image.write_bytes(raw)
+    reader = MediaReader(site.catalog, site.media)
+    kept = []
+    try:
+        with pytest.raises(CorruptDataError, match="SHA-256 of the data read back does not match the catalog"):
+            for _obj, chunks in reader.read_objects(other.data_set_id, ["DB2/priv2.edb"]):
+                for chunk in chunks:
+                    assert memoryview(chunk).readonly
+                    kept.append(chunk)
+    finally:
+        reader.close()
+    data = b"".join(bytes(c) for c in kept)
+    assert len(data) == 2 * MB and data != payload(4, 2 * MB)
+
+
+def test_wrong_extents_in_the_catalog_fall_back_to_walking_the_whole_set(busy_site, monkeypatch):
+    """The first cartridge to load comes from the catalog's extents; if they are wrong (the object
+    is not where the walk starts), the reader walks the set from its first cartridge instead of
+    failing, and the bytes are still checked against the catalog's SHA-256."""
+    import dataclasses
+
+    site, (full, _other, _inc, _diff) = busy_site
+    spanned = site.catalog.cartridges_of(full.data_set_id)
+    real = site.catalog.data_set
+
+    def lying(set_id):
+        record = real(set_id)
+        objects = [dataclasses.replace(o, extents=[spanned[1]]) if o.path == "DB1/priv1.edb" else o
+                   for o in record.objects]
+        return dataclasses.replace(record, objects=objects)
+
+    monkeypatch.setattr(site.catalog, "data_set", lying)
+    reader = MediaReader(site.catalog, site.media)
+    try:
+        got = _collect(reader, full.data_set_id, ["DB1/priv1.edb"])
+    finally:
+        reader.close()
+    assert got["DB1/priv1.edb"] == payload(1, 7 * MB)
