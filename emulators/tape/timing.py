@@ -4,8 +4,10 @@ The model, per drive:
 
 * The host writes blocks into the drive buffer (``buffer_bytes``); the tape drains it at the
   current **speed step**: the highest step not above min(host rate, native rate), or the lowest
-  step when the host is slower than that (IBM speed matching). The host rate is a moving average
-  of stored bytes over inter-arrival time.
+  step when the host is slower than that (IBM speed matching). The host rate is the producer's
+  *offered* rate: stored bytes over a time window, not counting the time the host spent blocked
+  on this drive (a full buffer, a synchronising filemark) — otherwise a host faster than the tape
+  would measure at the tape's own speed and the margin would ratchet the drive down step by step.
 * When the buffer runs dry while streaming the tape stops: one **backhitch** (counter + 1, the tape
   is unavailable for ``backhitch_seconds``), and it restarts only once the buffer has refilled to
   ``restart_fill`` of its size. A host at or above the lowest step never drains the buffer.
@@ -76,6 +78,7 @@ class DriveTiming:
         self._last_arrival: float | None = None
         self._arrivals: deque[tuple[float, int]] = deque()
         self._window_bytes = 0
+        self._blocked = 0.0  # seconds the host has spent blocked on this drive, in total
         self._sample_every = 0.0
         self._last_sample = -math.inf
 
@@ -168,17 +171,20 @@ class DriveTiming:
         return done - start
 
     def _host_rate(self, now: float, stored: int) -> float:
-        """Bytes per second the host delivered over the last ``rate_window_seconds``: the bytes
-        of every write after the oldest one in the window, over the time since it. Infinite
-        until the window spans any time, so a first burst streams at full speed."""
+        """Bytes per second the host offered over the last ``rate_window_seconds``: the bytes
+        of every write after the oldest one in the window, over the time since it minus the time
+        the host was blocked on the drive meanwhile. Infinite until the window spans any
+        unblocked time, so a first burst (or a host always waiting for room) streams at full
+        speed."""
         window = self.drive.rate_window_seconds
         arrivals = self._arrivals
-        arrivals.append((now, stored))
+        arrivals.append((now, stored, self._blocked))
         self._window_bytes += stored
         while len(arrivals) > 1 and arrivals[0][0] < now - window:
             self._window_bytes -= arrivals.popleft()[1]
-        span = now - arrivals[0][0]
-        return (self._window_bytes - arrivals[0][1]) / span if span > 0 else math.inf
+        first_at, first_bytes, blocked_then = arrivals[0]
+        span = (now - first_at) - (self._blocked - blocked_then)
+        return (self._window_bytes - first_bytes) / span if span > 1e-9 else math.inf
 
     # ------------------------------------------------------------------ public charges
 
@@ -209,6 +215,7 @@ class DriveTiming:
             return wait
 
         waited = self._book(cost)
+        self._blocked += waited
         self.counters.bytes_written += logical
         self.counters.bytes_stored += stored
         self.counters.host_wait_seconds += waited
@@ -219,6 +226,7 @@ class DriveTiming:
         if immediate:
             return 0.0
         waited = self._book(lambda start: self._drain_cost(start, backhitch=True))
+        self._blocked += waited
         self.counters.host_wait_seconds += waited
         return waited
 

@@ -25,6 +25,7 @@ from reference.errors import MailtapeError
 from reference.runtime import Runtime
 from reference.server.catalog import BACKUP_TYPES, Catalog, DataSetRecord, ObjectRecord
 from reference.server.media import DEFAULT_POOL, MediaManager, WriteMount
+from reference.server.pacing import pace_for_drive
 from reference.transfer import CommitReceipt, DataSetTrailer, LocalSession, TransferAborted
 
 log = logging.getLogger("mailtape.server")
@@ -94,7 +95,8 @@ class BackupServer:
             if own_job:
                 self.catalog.finish_job(job_id, "failed", message=str(error), ended=clock.now())
             raise
-        session = LocalSession(mount.writer.next_set_number, self.max_buffered)
+        session = pace_for_drive(LocalSession(mount.writer.next_set_number, self.max_buffered), clock,
+                                 self.media.drives, drive)  # reference/server/pacing.py
         session.job_id = job_id
         session.drive = drive
         task = asyncio.get_running_loop().create_task(self._write_set(session, mount, dict(info), job_id, own_job))

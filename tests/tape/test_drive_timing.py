@@ -125,3 +125,17 @@ def test_without_a_clock_nothing_is_charged(tmp_path):
     with drive.open() as tape:
         tape.write(b"x" * 1000)
         tape.mtop(MtOp.MTREW)
+
+
+def test_T1_host_faster_than_the_tape_keeps_the_drive_at_its_top_step(tmp_path):
+    """§5: the step follows the host's *offered* rate r. A host that writes back to back is
+    blocked on the full buffer most of the time; the time it waits is not host time, so the
+    drive does not measure its own drain rate as the host rate and ratchet down the steps."""
+    drive, clock = timed_drive(tmp_path)
+    with drive.open() as tape:
+        data = bytes(BLOCK)
+        for _ in range(256 * MiB // BLOCK):  # no pause between writes: far above 408 MB/s
+            tape.write(data)
+        at_step = drive.timing.counters.seconds_at_step
+        assert drive.timing.counters.backhitches == 0
+        assert set(at_step) == {385.0}  # the highest step not above min(r, native 400 MB/s)

@@ -1,0 +1,414 @@
+"""Write pacing (reference/server/pacing.py) on the virtual clock: the pace, the stall reserve,
+order and completeness, and the end of set / abort / server failure paths."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from emulators.clock import VirtualClock
+from emulators.tape.drive import EmulatedDrive
+from emulators.tape.profiles import MEDIA
+from reference.runtime import Runtime
+from reference.server.devices import EmulatedDrives
+from reference.server.pacing import (PacedSession, PacingProfile, ProducerRate, pace_for_drive,
+                                     pacing_for_drive, pacing_for_generation, pacing_for_timing)
+from reference.transfer import CommitReceipt, LocalSession, TransferAborted
+
+MB, MiB = 1_000_000, 1 << 20
+LTO9 = PacingProfile(steps=MEDIA["LTO-9"].speed_steps)
+DEADLINE = 1e6
+"""Virtual seconds after which a test's job counts as deadlocked (the loop jumps there at once)."""
+
+
+def run(coro):
+    """Run ``coro`` on a fresh virtual clock; a deadlock ends in TimeoutError, never a hang."""
+    clock = VirtualClock(0.0)
+
+    async def bounded():
+        return await asyncio.wait_for(coro(clock), DEADLINE)
+
+    return Runtime(clock).run(bounded())
+
+
+async def drain(session, clock, log, commit=True):
+    """The server side: receive everything, noting (virtual time, chunk)."""
+    while True:
+        chunk = await session.receive()
+        if chunk is None:
+            break
+        log.append((clock.now(), chunk))
+    if commit and session.aborted is None:
+        session.commit(CommitReceipt(1, ("A00001L9",), sum(len(c) for _, c in log)))
+
+
+# -- the drive's speed matching as the pacer assumes it --------------------------------------
+
+
+def test_step_for_follows_the_drive_rule():
+    assert LTO9.step_for(185 * MB) == 177 * MB   # 0.95 x 185 < 203: the lowest step
+    assert LTO9.step_for(250 * MB) == 223 * MB   # 0.95 x 250 = 237.5
+    assert LTO9.step_for(50 * MB) == 177 * MB    # below the floor: still the lowest step
+    assert LTO9.step_for(math.inf) == 408 * MB
+
+
+def test_ceiling_is_the_fastest_rate_that_keeps_the_step():
+    ceiling = LTO9.ceiling(185 * MB)
+    assert ceiling == pytest.approx(203 * MB / 0.95 * 0.99)
+    assert LTO9.step_for(ceiling) == 177 * MB
+    assert LTO9.step_for(ceiling / LTO9.headroom * 1.001) == 203 * MB
+    assert LTO9.ceiling(1000 * MB) == math.inf
+
+
+def test_producer_rate_starts_at_the_prior_and_converges_to_the_mean():
+    rate = ProducerRate(window=10.0)
+    assert rate.rate(0.0, prior=177.0, prior_seconds=5.0) == 177.0
+    for i in range(1, 6001):  # 250 bytes every 10 ms = 25 000 B/s for 60 s
+        rate.add(i * 0.01, 250)
+    assert rate.rate(60.0, prior=177.0, prior_seconds=5.0) == pytest.approx(25_000, rel=0.02)
+    early = ProducerRate(window=10.0)
+    for i in range(1, 101):  # one second of a fast burst
+        early.add(i * 0.01, 250)
+    assert 177.0 < early.rate(1.0, prior=177.0, prior_seconds=5.0) < 25_000 / 2  # the prior still weighs
+
+
+# -- holding chunks back ----------------------------------------------------------------------
+
+
+def test_pinned_near_the_floor_chunks_go_out_at_the_ceiling():
+    """A burst from a producer believed to run at the lowest step: the server gets the chunks at
+    the pinned ceiling (about 211 MB/s for LTO-9), not at once."""
+    log = []
+
+    async def job(clock):
+        session = PacedSession(LocalSession(1, 64 * MiB), clock, LTO9)
+
+        async def agent():
+            for _ in range(40):
+                await session.send(bytes(MiB))
+            await asyncio.sleep(10)  # a long stall, then the end of the set
+            await session.finish(None)
+
+        await asyncio.gather(agent(), drain(session, clock, log))
+        return session
+
+    session = run(job)
+    times = [t for t, _ in log]
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    ceiling = LTO9.ceiling(LTO9.floor_rate)
+    paced = gaps[:30]  # before the stall reserve (the last 10 % of the buffer)
+    assert all(g == pytest.approx(MiB / ceiling, rel=0.05) for g in paced[1:])
+    assert session.held_seconds > 0
+
+
+def test_the_stall_reserve_goes_out_one_chunk_per_tick():
+    """Rule 3: the last tenth of the buffer trickles out during a stall, so the drive keeps seeing
+    writes (and the falling host rate) instead of a silence at the burst's speed."""
+    log = []
+    profile = PacingProfile(steps=LTO9.steps, reserve=0.5, tick_seconds=0.25)
+
+    async def job(clock):
+        session = PacedSession(LocalSession(1, 8 * MiB), clock, profile)
+
+        async def agent():
+            for _ in range(8):
+                await session.send(bytes(MiB))
+            await asyncio.sleep(30)
+            await session.finish(None)
+
+        await asyncio.gather(agent(), drain(session, clock, log))
+
+    run(job)
+    times = [t for t, _ in log]
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert sum(1 for g in gaps if g == pytest.approx(0.25)) >= 3
+    assert times[-1] < 30  # the reserve was out before the stall ended
+
+
+def test_a_small_agent_buffer_is_never_pinned():
+    """With less than ``pin_min_buffer`` of agent buffer, rule 2 is off: the agent never waits for
+    the pace (it would cost more reserve than it saves)."""
+    async def job(clock):
+        small = PacedSession(LocalSession(1, 16 * MiB), clock, LTO9)
+        large = PacedSession(LocalSession(1, 64 * MiB), clock, LTO9)
+        return small.pinned(), large.pinned()
+
+    assert run(job) == (False, True)
+
+
+def test_a_waiting_agent_is_not_held_back_when_not_pinned():
+    """Pacing never costs a fast producer throughput: when the agent waits for room and the pace
+    is not pinned, the chunk goes at once."""
+    log = []
+    slow = PacingProfile(steps=(1_000.0, 2_000.0), pin_lowest_step=False, prior_seconds=0.0, reserve=0.0)
+
+    async def job(clock):
+        session = PacedSession(LocalSession(1, 4 * MiB), clock, slow)
+
+        async def agent():
+            for _ in range(64):
+                await session.send(bytes(MiB))
+            await session.finish(None)
+
+        await asyncio.gather(agent(), drain(session, clock, log))
+        return clock.now()
+
+    elapsed = run(job)
+    assert len(log) == 64
+    assert elapsed < 1.0  # at the 1 kB/s pace the same job would take ~17 hours
+
+
+def test_finish_ends_every_hold():
+    """End of set: a chunk held for the pace goes at once when the agent finishes."""
+    log = []
+    crawl = PacingProfile(steps=(1_000.0, 2_000.0), reserve=0.0)  # 1 MiB takes ~500 s at this pace
+
+    async def job(clock):
+        session = PacedSession(LocalSession(1, 64 * MiB), clock, crawl)
+
+        async def agent():
+            for _ in range(3):
+                await session.send(bytes(MiB))
+            await asyncio.sleep(1.0)
+            await session.finish(None)
+
+        await asyncio.gather(agent(), drain(session, clock, log))
+        return clock.now()
+
+    elapsed = run(job)
+    assert len(log) == 3
+    assert elapsed == pytest.approx(1.0, abs=0.01)
+
+
+def test_abort_ends_every_hold_and_the_server_sees_it():
+    log = []
+    crawl = PacingProfile(steps=(1_000.0, 2_000.0), reserve=0.0)
+
+    async def job(clock):
+        session = PacedSession(LocalSession(1, 64 * MiB), clock, crawl)
+
+        async def agent():
+            await session.send(b"a" * 100_000)
+            await session.send(b"b" * 100_000)  # held ~50 s at this pace
+            await asyncio.sleep(2.0)
+            await session.abort("Exchange went away")
+
+        await asyncio.gather(agent(), drain(session, clock, log))
+        return session, clock.now()
+
+    session, elapsed = run(job)
+    assert session.aborted == "Exchange went away"
+    assert [c for _, c in log] == [b"a" * 100_000, b"b" * 100_000]
+    assert elapsed == pytest.approx(2.0, abs=0.01)
+
+
+def test_a_server_failure_reaches_a_waiting_agent():
+    """The server fails while the agent waits for room behind a pinned pace: the agent's send
+    raises instead of waiting forever."""
+    crawl = PacingProfile(steps=(1_000.0, 2_000.0), reserve=0.0, pin_min_buffer=0)
+
+    async def job(clock):
+        session = PacedSession(LocalSession(1, 2 * MiB), clock, crawl)
+
+        async def agent():
+            for _ in range(10):
+                await session.send(bytes(MiB))
+
+        async def server():
+            await session.receive()
+            await session.fail(OSError(5, "Input/output error"))
+
+        results = await asyncio.gather(agent(), server(), return_exceptions=True)
+        return results
+
+    agent_result, server_result = run(job)
+    assert isinstance(agent_result, TransferAborted)
+    assert server_result is None
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 3 * MiB), min_size=1, max_size=25),
+    send_delays=st.lists(st.floats(0, 0.5), min_size=25, max_size=25),
+    server_delays=st.lists(st.floats(0, 0.05), min_size=25, max_size=25),
+    buffer=st.sampled_from([0, 1 * MiB, 4 * MiB, 64 * MiB]),
+    floor=st.sampled_from([5 * MB, 177 * MB, 2_000 * MB]),
+    reserve=st.sampled_from([0.0, 0.1, 0.5]),
+    pin=st.booleans(),
+    end=st.sampled_from(["finish", "abort"]),
+)
+def test_every_chunk_arrives_once_in_order_and_the_set_ends(sizes, send_delays, server_delays, buffer, floor,
+                                                            reserve, pin, end):
+    """Whatever the pace, buffer and timing: no chunk lost, duplicated or reordered; the agent's
+    finish returns the receipt (or abort ends the set); nothing deadlocks."""
+    profile = PacingProfile(steps=(floor, floor * 1.2, floor * 1.5), reserve=reserve, pin_lowest_step=pin,
+                            pin_min_buffer=0)
+    sent = [bytes([i % 251]) * size for i, size in enumerate(sizes)]
+    log = []
+
+    async def job(clock):
+        session = PacedSession(LocalSession(7, buffer), clock, profile)
+
+        async def agent():
+            for chunk, delay in zip(sent, send_delays):
+                await asyncio.sleep(delay)
+                await session.send(memoryview(chunk))
+            if end == "finish":
+                return await session.finish(None)
+            await session.abort("stopped")
+
+        async def server():
+            for turn in range(len(sent) + 1):
+                await asyncio.sleep(server_delays[turn % len(server_delays)])
+                chunk = await session.receive()
+                if chunk is None:
+                    break
+                log.append(chunk)
+            if session.aborted is None:
+                session.commit(CommitReceipt(1, (), sum(map(len, log))))
+
+        receipt, _ = await asyncio.gather(agent(), server())
+        return session, receipt
+
+    session, receipt = run(job)
+    assert session.set_number == 7
+    assert log == sent  # abort comes after the last send: the server still sees every chunk, then the end
+    if end == "finish":
+        assert receipt.bytes_on_media == sum(sizes)
+    else:
+        assert session.aborted == "stopped"
+
+
+@pytest.mark.skipif(not hasattr(LocalSession, "acquire_buffer"), reason="LocalSession lends no buffers")
+def test_lent_transfer_buffers_pass_through_in_order():
+    """A session that lends transfer buffers (``acquire_buffer``): the wrapper lends the wrapped
+    session's, chunks arrive in order and intact (each valid until the next receive), and a pinned
+    pace makes the agent wait for a buffer rather than lose or reorder anything."""
+    got = []
+
+    async def job(clock):
+        session = PacedSession(LocalSession(1, 4 << 20, buffer_size=1 << 20), clock,
+                               PacingProfile(steps=LTO9.steps, pin_min_buffer=0))
+
+        async def agent():
+            for i in range(40):
+                buffer = await session.acquire_buffer()
+                buffer[:] = bytes([i]) * len(buffer)
+                await session.send(buffer if i % 2 else buffer[:1000 + i])
+            await session.finish(None)
+
+        async def server():
+            while (chunk := await session.receive()) is not None:
+                got.append(bytes(chunk))
+            session.commit(CommitReceipt(1, (), sum(map(len, got))))
+
+        await asyncio.gather(agent(), server())
+        return session
+
+    session = run(job)
+    assert got == [bytes([i]) * (MiB if i % 2 else 1000 + i) for i in range(40)]
+    assert session.blocked_seconds > 0  # the agent waited for buffers behind the pinned pace
+
+
+# -- when the server paces ---------------------------------------------------------------------
+
+
+def test_pacing_engages_only_for_a_drive_that_matches_speed():
+    clock = VirtualClock(0.0)
+    timed = EmulatedDrive("LTO-9", name="nst0", clock=clock)
+    untimed = EmulatedDrive("LTO-9", name="nst1")
+    timed.timing.set_media(MEDIA["LTO-9"])
+    drives = EmulatedDrives({0: timed, 1: untimed})
+    assert pacing_for_drive(drives, 0) == PacingProfile(steps=MEDIA["LTO-9"].speed_steps, speed_margin=0.95)
+    assert pacing_for_drive(drives, 1) is None          # no timing: the backup benchmark's drives
+    assert pacing_for_drive(drives, 0, "off") is None
+    assert pacing_for_drive(drives, 1, "LTO-9") == pacing_for_generation("LTO-9")  # a real drive, configured
+    timed.timing.set_media(None)
+    assert pacing_for_timing(timed.timing) is None      # nothing loaded: nothing to match
+    with pytest.raises(ValueError, match="LTO-99"):
+        pacing_for_drive(drives, 0, "LTO-99")
+
+
+def test_pace_for_drive_returns_the_session_itself_when_not_pacing():
+    async def job(clock):
+        plain = LocalSession(1, MiB)
+        untimed = EmulatedDrives({0: EmulatedDrive("LTO-9", name="nst0")})
+        assert pace_for_drive(plain, clock, untimed, 0) is plain
+        paced = pace_for_drive(plain, clock, untimed, 0, "LTO-9")
+        assert isinstance(paced, PacedSession)
+        assert paced.set_number == 1 and paced.max_buffered == MiB  # the wrapped session's
+        paced.job_id = 5
+        assert paced.job_id == 5
+
+    run(job)
+
+
+# -- the real server ---------------------------------------------------------------------------
+
+
+def _timed_site(tmp_path):
+    """Like server_helpers.make_site, but the drives charge their time to the virtual clock (as a
+    simulated site's do), so they match speed and the server paces them."""
+    import random
+
+    from emulators.tape.library import EmulatedLibrary, create_library
+    from reference.server.catalog import Catalog
+    from reference.server.media import MediaManager
+    from reference.server.server import BackupServer
+
+    root = tmp_path / "library"
+    create_library(root, drives=1, slots=4, import_export=0, media="LTO-9", cartridges=4, capacity_bytes=6 * MB)
+    clock = VirtualClock()
+    live = {0: EmulatedDrive("LTO-9", name="nst0", clock=clock)}
+    live[0].timing.wait_in_place = False
+    library = EmulatedLibrary(root, clock=clock, drives=live)
+    catalog = Catalog(tmp_path / "catalog.sqlite")
+    media = MediaManager(catalog, library, EmulatedDrives(live), rng=random.Random(1), now=clock.now)
+    runtime = Runtime(clock)
+    return runtime, catalog, media, BackupServer(catalog, media, runtime)
+
+
+def test_the_server_paces_a_timed_drive_and_the_set_reads_back_bit_exact(tmp_path):
+    """server.py open_session wraps the session for a drive that matches speed; a spanning set
+    still lands bit-exact (order and completeness through the real media writer)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from server_helpers import agent_backup, payload
+
+    from reference.server.readback import MediaReader
+
+    runtime, catalog, media, server = _timed_site(tmp_path)
+    opened = []
+    original = server.open_session
+
+    async def spy(info):
+        session = await original(info)
+        opened.append(session)
+        send = session.send
+
+        async def reading(chunk):  # the agent's Exchange reads take time: 256 KiB per ms, a burst
+            loading = media.drives.timeline(0).busy_until - runtime.clock.now()  # (once the tape is loaded)
+            await asyncio.sleep(max(0.001, loading))
+            await send(chunk)
+
+        session.send = reading
+        return session
+
+    server.open_session = spy
+    files = {"DB1/priv1.edb": payload(1, 9 * MB), "Log Files/E0000000A.log": payload(3, 1 << 20)}
+    receipt = runtime.run(agent_backup(server, "SG1", files))
+    assert isinstance(opened[0], PacedSession) and opened[0].held_seconds > 0
+    assert receipt.barcodes == ("000001L9", "000002L9")
+    reader = MediaReader(catalog, media)
+    try:
+        back = {o.path: b"".join(bytes(c) for c in chunks) for o, chunks in reader.read_objects(receipt.data_set_id)}
+    finally:
+        reader.close()
+    for path, data in files.items():
+        assert back[path] == data, path
