@@ -18,8 +18,9 @@ emulated LTO-9 drive writing a SIMH cartridge file, then commits the catalog.
 4. **peak RSS** — a backup of 0.25, 1 and 4 GiB databases, each in a fresh subprocess (peak
    resident set, ``VmHWM``; see :func:`peak_rss_kib` for why not ``ru_maxrss``): flat within 10 %
    (ratio = largest / smallest) and below 200 MB. The emulated Exchange server lives in the same
-   process and keeps an in-memory record index that grows with the database, so the backup's own
-   share (peak minus the peak after opening Exchange) is reported too.
+   process (its record index is built on first read, which a backup never does), and the
+   agent → server transfer-buffer pool is allocated once per process; the backup's own share
+   (peak minus what was resident when it started) is reported too.
 
 Backups are ``copy`` level (full read, logs not truncated) so every repetition reads the same files.
 Best of a few repetitions, alternating with the baseline. ``quick``: tiny databases, one repetition.

@@ -35,8 +35,12 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from reference.server.pacing import PacingProfile
 
 MiB = 1 << 20
 KiB = 1 << 10
