@@ -19,8 +19,8 @@ filling and the one the server is writing. ``await acquire_buffer()`` lends the 
 agent fills it (Exchange reads straight into it, see :class:`PackingSink`) and sends a view of
 it, which crosses over **without a copy**; the server's ``receive()`` hands the view on and
 takes it back into the pool at its next ``receive()`` (so a received chunk is valid until then).
-The pool is used round-robin, so a backup larger than the pool has touched all of it: memory is
-the pool's size whatever the database's size. Anything else passed to ``send`` is copied, as
+The pool is mapped with its pages populated and reused most-recently-freed first (still in
+cache), so memory is the pool's size whatever the database's size. Anything else passed to ``send`` is copied, as
 before (the mailbox-level packer, the NDMP data connection).
 """
 

@@ -1,4 +1,4 @@
-"""The restore data path (reference/jobs.py ``_ReadBack``/``_Pipeline``, reference/server/readback.py
+"""The restore data path (reference/jobs.py ``_ReadBack``/``ReadPipeline``, reference/server/readback.py
 ``ObjectStream``): tape reads, SHA-256 and file writes pipelined on the real clock, inline in
 simulation; a spanned set restored with each cartridge loaded once (issue 6); a corrupted byte
 fails the restore before recovery or mount touches the data (issue 10 item 3 keeps verification).
@@ -18,7 +18,8 @@ from emulators.exchange.api.restore import RestoreContext
 from emulators.exchange.mailbox_store import ServerMailboxStore, snapshot
 from emulators.exchange.workload import populate
 from reference.errors import CorruptDataError
-from reference.jobs import _Pipeline, backup_storage_groups, restore_storage_group
+from reference.jobs import backup_storage_groups, restore_storage_group
+from reference.restore_feed import ReadPipeline
 from reference.runtime import Runtime
 from reference.server.site import create_site, open_site
 
@@ -166,7 +167,7 @@ def _run(coro):
 def test_pipeline_hands_over_every_batch_in_order_then_finishes():
     async def consume(executor):
         stream = _Stream(40)
-        got = [bytes(v[:1])[0] async for v in _Pipeline(executor, stream).batches()]
+        got = [bytes(v[:1])[0] async for v in ReadPipeline(executor, stream).batches()]
         return stream, got
 
     _runtime, (stream, got) = _run(consume)
@@ -179,7 +180,7 @@ def test_pipeline_read_error_arrives_after_the_batches_before_it():
         stream = _Stream(40, fail_at=5)
         got = []
         with pytest.raises(CorruptDataError, match="read error at logical block 9"):
-            async for view in _Pipeline(executor, stream).batches():
+            async for view in ReadPipeline(executor, stream).batches():
                 got.append(view)
         return stream, got
 
@@ -192,7 +193,7 @@ def test_an_abandoned_pipeline_stops_and_holds_at_most_its_depth():
     the reader ran ahead by at most the pipeline's bound, not the whole object."""
     async def consume(executor):
         stream = _Stream(1000)
-        pipeline = _Pipeline(executor, stream)
+        pipeline = ReadPipeline(executor, stream)
         batches = pipeline.batches()
         await batches.__anext__()
         await asyncio.sleep(0.2)
@@ -202,5 +203,5 @@ def test_an_abandoned_pipeline_stops_and_holds_at_most_its_depth():
         return stream, ahead
 
     _runtime, (stream, ahead) = _run(consume)
-    assert ahead <= 1 + _Pipeline.RAW_DEPTH + _Pipeline.READY_DEPTH + 2
+    assert ahead <= 1 + ReadPipeline.RAW_DEPTH + ReadPipeline.READY_DEPTH + 2
     assert not stream.finished

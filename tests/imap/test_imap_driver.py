@@ -11,19 +11,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from imapclient import IMAPClient
 
-from reference.drivers.imap import (
-    ImapAccounts,
-    ImapMailboxStore,
-    parse_appenduid,
-    parse_copyuid,
-    parse_message_id,
-)
-from reference.drivers.imap_errors import (
-    FolderIdentityChanged,
-    FolderNameError,
-    ImapAuthError,
-    ImapConnectionError,
-)
+from reference.drivers.imap import (ImapAccounts, ImapMailboxStore, parse_appenduid, parse_copyuid,
+                                    parse_message_id)
+from reference.drivers.imap_errors import (FolderIdentityChanged, FolderNameError, ImapAuthError,
+                                           ImapConnectionError)
 from reference.errors import MailtapeError, NotFoundError
 from reference.protocols.mailbox import MailboxStore, NewItem
 
