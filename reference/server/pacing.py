@@ -20,7 +20,10 @@ only decides *when* ``receive`` returns. Three rules (profile settings, :class:`
    lowest step for it anyway), deliveries are capped at the fastest rate the drive still answers
    with the lowest step, even if the agent has to wait: near the floor the drive buffer grows
    only by (rate − lowest step), and a burst that speeds the drive up costs the reserve the next
-   stall needs (only with an agent buffer of ``pin_min_buffer`` or more). Elsewhere a waiting
+   stall needs (only with an agent buffer of ``pin_min_buffer`` or more). The cap is held on the
+   drive's own measurement (its rate window, ``drive_window_seconds``: bytes after the oldest
+   write in it over the time since), not as a constant pace, so after a gap a catch-up burst
+   goes out as fast as the drive allows and the reserve refills sooner. Elsewhere a waiting
    agent gets its chunk at once: unpinned, pacing never makes the agent wait.
 3. **Stall reserve.** The last ``reserve`` of the agent buffer goes out one chunk per
    ``tick_seconds`` (unless the agent is waiting): during a stall the drive keeps receiving
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections import deque
 from dataclasses import dataclass
 
 from emulators.clock import Clock
@@ -70,12 +74,20 @@ class PacingProfile:
     """Pinned, deliver at this fraction of the fastest rate the drive answers with the lowest step."""
     pin_lowest_step: bool = True
     """Rule 2 of the module docstring."""
+    drive_window_seconds: float = 2.0
+    """The drive's rate window (``DriveProfile.rate_window_seconds``). Pinned, deliveries are
+    budgeted against the drive's own measurement over it (rule 2) rather than spaced at a
+    constant pace: after a gap (a short stall, the reserve ticking out) the drive takes a
+    catch-up burst without leaving the lowest step, and the reserve refills sooner. 0: a
+    constant pace."""
     pin_min_buffer: int = 32 << 20
     """Rule 2 only with an agent buffer at least this large: pinning makes the agent wait during
     bursts, which pays only when the buffer can hold a burst's slack (with none or 16 MiB the
     model backhitched more pinned than unpinned)."""
-    reserve: float = 0.1
-    """Part of the agent buffer that goes out one chunk per ``tick_seconds`` (rule 3)."""
+    reserve: float = 0.2
+    """Part of the agent buffer that goes out one chunk per ``tick_seconds`` (rule 3). 0.2 (was
+    0.1): the ticks then last long enough (about 1.3 s with 64 MiB in 1 MiB chunks) for the drive's
+    2 s window to fall out of a fast burst, so it reaches a low step before they stop."""
     tick_seconds: float = 0.1
     quantum_seconds: float = 0.002
     """Holds shorter than this are not slept (the schedule carries them), so small chunks on a real
@@ -147,6 +159,8 @@ class PacedSession:
         self._ending = False        # finish / abort / fail: no more holds
         self._due = -math.inf       # the paced schedule: when the next chunk may go
         self._released_at = -math.inf
+        self._deliveries: deque[tuple[float, int]] = deque()  # (moment, bytes) in the drive's window
+        self._delivered = 0
         self._wake: asyncio.Event | None = None
         self.held_seconds = 0.0
         """Time the server spent holding chunks back (virtual seconds in simulation)."""
@@ -260,9 +274,45 @@ class PacedSession:
             if tick - self._clock.now() > self.profile.quantum_seconds:
                 await self._sleep_until(tick, self._agent_waits)
                 start = max(start, min(tick, self._clock.now()))
-        pace = self.pace()
-        self._due = start + size / pace if pace < math.inf else start
+        if self.profile.drive_window_seconds > 0 and self.pinned():
+            moment = self._window_due(size, self._clock.now())
+            if moment - self._clock.now() > self.profile.quantum_seconds:
+                await self._sleep_until(moment, lambda: self._ending)
+            start = max(start, min(moment, self._clock.now()))
+            self._due = start
+        else:
+            pace = self.pace()
+            self._due = start + size / pace if pace < math.inf else start
         self._released_at = start
+        if self.profile.drive_window_seconds > 0:
+            self._deliveries.append((start, size))
+            self._delivered += size
+            while self._deliveries and self._deliveries[0][0] < start - self.profile.drive_window_seconds:
+                self._delivered -= self._deliveries.popleft()[1]
+
+    def _window_due(self, size: int, now: float) -> float:
+        """The earliest moment from ``now`` at which delivering ``size`` more bytes keeps the
+        drive's measured host rate (bytes after the oldest write in its window, over the time
+        since that write) at or below the pinned ceiling."""
+        window = self.profile.drive_window_seconds
+        cap = self.profile.ceiling(self.producer_rate())
+        if cap == math.inf:
+            return now
+        deliveries = self._deliveries
+        moment = now
+        for _ in range(16):
+            # as the drive measures: writes older than the window leave it; the oldest one left
+            # opens the span and its bytes do not count; none left: this write opens it alone
+            while deliveries and deliveries[0][0] < moment - window:
+                self._delivered -= deliveries.popleft()[1]
+            if not deliveries:
+                return moment  # the drive sees this write alone: nothing to budget
+            first_at, first_bytes = deliveries[0]
+            needed = first_at + (self._delivered - first_bytes + size) / cap
+            if needed <= moment:
+                return moment
+            moment = needed
+        return moment
 
     def _agent_waits(self) -> bool:
         return self._ending or self._blocked_since is not None
@@ -298,7 +348,9 @@ def pacing_for_timing(timing) -> PacingProfile | None:
     steps = tuple(getattr(media, "speed_steps", ()) or ())
     if len(steps) < 2:
         return None
-    return PacingProfile(steps=steps, speed_margin=getattr(getattr(timing, "drive", None), "speed_margin", 1.0))
+    drive = getattr(timing, "drive", None)
+    return PacingProfile(steps=steps, speed_margin=getattr(drive, "speed_margin", 1.0),
+                         drive_window_seconds=getattr(drive, "rate_window_seconds", 2.0))
 
 
 def pacing_for_generation(generation: str) -> PacingProfile:

@@ -119,3 +119,19 @@ def test_robustness_table_counts_jobs_per_policy():
     assert "with backhitches" in header
     assert unpaced.split()[:3] == ["185", "unpaced", "1"] and paced.split()[:3] == ["185", "paced", "1"]
     assert paced.split()[3] == "0"  # seed 10: the job the unpaced server backhitches in
+
+
+LTO9_STEPS = (408e6, 385e6, 366e6, 347e6, 325e6, 305e6, 284e6, 263e6, 244e6, 223e6, 203e6, 177e6)
+
+
+def test_ideal_server_bridges_a_stall_its_buffers_cover_and_not_a_longer_one():
+    """The yardstick for "the agent causes no backhitch": a steady 200 MB/s producer (1 MiB reads)
+    with one stall. The ideal server keeps the tape at 177 MB/s and feeds the drive at most
+    214 MB/s while it moves, so its reserve grows ~23 MB/s; a short stall is bridged, a stall
+    longer than everything buffered is not."""
+    read = 1 / 200
+    before = [read] * 8000  # 40 s of reads: the drive buffer fills to ~1 GB
+    args = (1 << 20, LTO9_STEPS, 0.95, 1 << 30, 64 << 20, 0.5, 2.0)
+    assert s.unavoidable_backhitches(before + [2.0] + [read] * 2000, *args) == 0
+    assert s.unavoidable_backhitches(before + [30.0] + [read] * 2000, *args) >= 1
+    assert s.unavoidable_backhitches([1 / 150] * 8000, *args) >= 1  # below the floor
