@@ -47,12 +47,13 @@ class BackupServer:
     """See the module docstring. ``media`` owns the library; ``catalog`` records everything."""
 
     def __init__(self, catalog: Catalog, media: MediaManager, runtime: Runtime, *,
-                 pool: str = DEFAULT_POOL, max_buffered: int = 64 << 20):
+                 pool: str = DEFAULT_POOL, max_buffered: int = 64 << 20, pacing: str = "auto"):
         self.catalog = catalog
         self.media = media
         self.runtime = runtime
         self.pool = pool
         self.max_buffered = max_buffered
+        self.pacing = pacing  # reference/server/pacing.py: auto | off | a media generation
         self._free = list(media.drives.numbers)
         self._drive_freed: asyncio.Condition | None = None
         self.tasks: set[asyncio.Task] = set()
@@ -96,7 +97,7 @@ class BackupServer:
                 self.catalog.finish_job(job_id, "failed", message=str(error), ended=clock.now())
             raise
         session = pace_for_drive(LocalSession(mount.writer.next_set_number, self.max_buffered), clock,
-                                 self.media.drives, drive)  # reference/server/pacing.py
+                                 self.media.drives, drive, self.pacing)  # reference/server/pacing.py
         session.job_id = job_id
         session.drive = drive
         task = asyncio.get_running_loop().create_task(self._write_set(session, mount, dict(info), job_id, own_job))

@@ -11,7 +11,10 @@
 OS entropy; an integer makes media family ids reproducible), ``changer`` ("emulated" or a
 ``/dev/sgN`` for the real ``mtx`` driver), ``drives`` ({"0": "/dev/nst0", ...} with a real
 changer), ``max_buffered`` (64 MiB, the agent→server bounded buffer; a backup session's pool of
-transfer buffers is this plus two buffers, mapped once and reused: see ``reference/transfer.py``).
+transfer buffers is this plus two buffers, mapped once and reused: see ``reference/transfer.py``),
+``pacing`` ("auto": pace writes for drives that report speed steps, i.e. emulated drives with a
+timing model; "off"; or a media generation such as "LTO-9" for real drives, which do not report
+their steps: see ``reference/server/pacing.py``).
 
 :func:`open_site` gives the catalog, the changer, the drives (drive number → TapeDevice opener),
 the media manager, a runtime and a :class:`BackupServer`; :meth:`Site.close` saves the emulated
@@ -32,11 +35,12 @@ from reference.runtime import Runtime
 from reference.server.catalog import Catalog
 from reference.server.devices import EmulatedDrives, StDrives
 from reference.server.media import DEFAULT_BLOCK_SIZE, DEFAULT_POOL, MediaManager
+from reference.server.pacing import PACING_MODES, pacing_for_generation
 from reference.server.server import BackupServer
 
 SETTINGS_NAME = "site.json"
 DEFAULTS = {"pool": DEFAULT_POOL, "block_size": DEFAULT_BLOCK_SIZE, "seed": None, "changer": "emulated",
-            "drives": {}, "max_buffered": 64 << 20}
+            "drives": {}, "max_buffered": 64 << 20, "pacing": "auto"}
 
 
 @dataclass
@@ -151,8 +155,20 @@ def open_site(path, *, clock: Clock | None = None, catalog_path: Path | None = N
     media = MediaManager(catalog, changer, drives, block_size=int(settings["block_size"]),
                          rng=random.Random(settings["seed"]), now=runtime.clock.now)
     server = BackupServer(catalog, media, runtime, pool=settings["pool"],
-                          max_buffered=int(settings["max_buffered"]))
+                          max_buffered=int(settings["max_buffered"]), pacing=_pacing_mode(settings, root))
     return Site(root, settings, catalog, changer, drives, media, runtime, server, live)
+
+
+def _pacing_mode(settings: dict, root: Path) -> str:
+    """The ``pacing`` setting, checked before any job can trip over it."""
+    mode = settings["pacing"]
+    if mode not in PACING_MODES:
+        try:
+            pacing_for_generation(mode)
+        except (ValueError, TypeError) as error:
+            raise CorruptDataError(f"pacing: {mode!r} is not one of {', '.join(PACING_MODES)} or a known media "
+                                   f"generation ({error})", where=str(root / SETTINGS_NAME)) from None
+    return mode
 
 
 def create_site(path, *, drives: int = 2, slots: int = 20, cartridges: int | None = None,

@@ -486,3 +486,41 @@ def test_the_server_paces_a_timed_drive_and_the_set_reads_back_bit_exact(tmp_pat
         reader.close()
     for path, data in files.items():
         assert back[path] == data, path
+
+
+def test_pacing_off_gives_the_server_a_plain_session(tmp_path):
+    """``site.json`` ``pacing: off`` (BackupServer(pacing="off")): the same timed drive, no wrapper."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from server_helpers import agent_backup, payload
+
+    from reference.server.server import BackupServer
+
+    runtime, catalog, media, _ = _timed_site(tmp_path)
+    server = BackupServer(catalog, media, runtime, pacing="off")
+    opened = []
+    original = server.open_session
+
+    async def spy(info):
+        opened.append(await original(info))
+        return opened[-1]
+
+    server.open_session = spy
+    runtime.run(agent_backup(server, "SG1", {"DB1/priv1.edb": payload(1, MB)}))
+    assert type(opened[0]) is LocalSession
+
+
+def test_the_site_setting_is_checked_when_the_site_opens(tmp_path):
+    from reference.errors import CorruptDataError
+    from reference.server.site import create_site, open_site
+
+    for mode in ("auto", "off", "LTO-8"):
+        root = create_site(tmp_path / mode, drives=1, slots=2, cartridges=1, settings={"pacing": mode})
+        with open_site(root, clock=VirtualClock()) as site:
+            assert site.server.pacing == mode
+    root = create_site(tmp_path / "bad", drives=1, slots=2, cartridges=1, settings={"pacing": "LTO-99"})
+    with pytest.raises(CorruptDataError, match=r"site\.json.*|pacing: 'LTO-99'") as caught:
+        open_site(root, clock=VirtualClock())
+    assert "LTO-99" in str(caught.value) and "site.json" in str(caught.value)
