@@ -271,20 +271,28 @@ class EmulatedDrive:
 
     # ------------------------------------------------------------------ write(2)
 
+    def _streamable_blocks(self, size: int) -> int:
+        """How many ``size``-byte blocks the streaming fast path may append from here: 0 unless
+        the drive is writing variable blocks at EOD of an uncompressed, undamaged cartridge with
+        ``size`` within the block limits; then the blocks that end before early warning. Every
+        condition the general path checks is settled by these."""
+        cart = self.cartridge
+        if (self.rw != ST_WRITING or self.eof != ST_NOEOF or self.block_size or cart is None
+                or cart.meta["compression"] or cart.damage is not None
+                or not self.profile.min_block <= size <= self.profile.max_block
+                or self.pos != len(cart._offsets)):
+            return 0
+        span = 8 + size + (size & 1)
+        limit = cart.meta["capacity_bytes"] - cart.meta["early_warning_bytes"]
+        return max(0, (limit - 1 - cart._end) // span)  # block k streams if _end + k*span < limit
+
     def _write(self, data) -> int:
         cart = self.cartridge
-        if (self.rw == ST_WRITING and self.eof == ST_NOEOF and not self.block_size
-                and cart is not None and not cart.meta["compression"]):
-            # Streaming fast path: appending a variable block well before early warning. Every
-            # condition the general path checks is settled by the state above or tested here.
+        if self.rw == ST_WRITING and cart is not None:
             view = data if type(data) is memoryview else memoryview(data)
             count = view.nbytes
-            pos = self.pos
-            if (view.ndim == 1 and view.itemsize == 1
-                    and self.profile.min_block <= count <= self.profile.max_block
-                    and pos == len(cart._offsets) and cart.damage is None
-                    and cart._end + 8 + count + (count & 1)
-                    < cart.meta["capacity_bytes"] - cart.meta["early_warning_bytes"]):
+            if view.ndim == 1 and view.itemsize == 1 and self._streamable_blocks(count):
+                # Streaming fast path: appending a variable block well before early warning.
                 if type(data) is bytes:
                     cart.append_record(data, count, defer=True)
                 elif view.readonly and type(view.obj) is bytes:
@@ -294,7 +302,7 @@ class EmulatedDrive:
                     cart.append_record(view[:], count, defer=True)
                 else:
                     cart.append_record(view, count, defer=False)
-                self.pos = pos + 1
+                self.pos += 1
                 if self.blkno >= 0:
                     self.blkno += 1
                 if self.timing:
@@ -312,23 +320,16 @@ class EmulatedDrive:
         the next block with ``write()``, which then decides exactly as it always does (ENOSPC
         at early warning, EIO, ...). Written before returning: ``data`` may be reused.
         """
-        cart = self.cartridge
-        if (self.rw != ST_WRITING or self.eof != ST_NOEOF or self.block_size or cart is None
-                or cart.meta["compression"] or cart.damage is not None
-                or not self.profile.min_block <= size <= self.profile.max_block
-                or self.pos != len(cart._offsets)):
+        fits = self._streamable_blocks(size)
+        if not fits:
             return 0
         view = data if type(data) is memoryview else memoryview(data)
         if view.ndim != 1 or view.itemsize != 1:
             view = view.cast("B")
-        span = 8 + size + (size & 1)
-        limit = cart.meta["capacity_bytes"] - cart.meta["early_warning_bytes"]
-        # Block k (1-based) may stream when cart._end + k*span < limit (the fast path's test).
-        fits = (limit - 1 - cart._end) // span
-        count = max(0, min(view.nbytes // size, fits))
+        count = min(view.nbytes // size, fits)
         if not count:
             return 0
-        cart.append_records(view, size, count)
+        self.cartridge.append_records(view, size, count)
         self.pos += count
         if self.blkno >= 0:
             self.blkno += count
