@@ -26,6 +26,7 @@ class MtfReader:
         self.catalog = Catalog()
         self._keep = keep_blocks
         self.media = self._order(media)
+        self._state = _WalkState()  # what carries over from one medium to the next
 
     # -- ordering media (§7.11: family ID + sequence) --
     def _order(self, media: list[Medium]) -> list[Medium]:
@@ -45,12 +46,9 @@ class MtfReader:
 
     # -- main walk --
     def read(self) -> Catalog:
-        state = _WalkState()
-        for index, medium in enumerate(self.media):
-            for off, msg in medium.problems:
-                self._problem(medium, off, "medium", msg)
-            _MediumWalk(self, state, index, medium).run()
-        for entry in state.open_objects():
+        for index in range(len(self.media)):
+            self.walk(index)
+        for entry in self._state.open_objects():
             entry.incomplete = True
             self._problem_at(entry.medium, entry.offset, "incomplete",
                              f"object continues on a cartridge that was not given "
@@ -60,6 +58,15 @@ class MtfReader:
                 self._problem_at(self.media[-1].name if self.media else "-", 0, "incomplete",
                                  f"data set {s.number} has no ESET (set not finished on the given media)")
         return self.catalog
+
+    def walk(self, index: int) -> None:
+        """Walk medium ``index`` into the catalog, carrying the set, volume, directory and open
+        objects over from the media walked before it: one step of :meth:`read`, for a caller that
+        loads cartridges one at a time (a restore reads only as far as it needs)."""
+        medium = self.media[index]
+        for off, msg in medium.problems:
+            self._problem(medium, off, "medium", msg)
+        _MediumWalk(self, self._state, index, medium).run()
 
     def _problem(self, medium: Medium, offset: int, kind: str, message: str, objects=()) -> None:
         self.catalog.problems.append(Problem(medium.name, offset, kind, message, list(objects)))

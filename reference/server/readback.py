@@ -40,7 +40,6 @@ import numpy as np
 from reference.errors import CorruptDataError, MailtapeError
 from reference.format import mtf_structs as m
 from reference.format.reader import MtfReader, ObjectEntry
-from reference.format.walk import _MediumWalk, _WalkState
 from reference.protocols.tape import TapeDevice
 from reference.server.catalog import Catalog, DataSetRecord, ObjectRecord
 from reference.server.media import SCRATCH_POOL, MediaManager, MediaOverwrittenError, TapeLabel
@@ -252,7 +251,6 @@ class _SetWalk:
         self.start = start
         self.reader = _CatalogOrderReader(views)
         self.media = self.reader.media
-        self._state = _WalkState()
         self._next = start
         self._set = None
         self._by_path: dict[str, ObjectEntry] = {}
@@ -267,7 +265,7 @@ class _SetWalk:
         """Walk the next cartridge (loading it); False when every one has been walked."""
         if self._next >= len(self.media):
             return False
-        _MediumWalk(self.reader, self._state, self._next, self.media[self._next]).run()
+        self.reader.walk(self._next)
         self._next += 1
         if self._set is None:
             self._set = next((s for s in self.reader.catalog.sets if s.number == self.record.set_number), None)
