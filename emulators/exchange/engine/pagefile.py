@@ -279,16 +279,12 @@ class PageFile:
             out = []
             for first in range(0, total, chunk):
                 n = min(chunk, total - first)
-                if first + n <= on_disk:
-                    self._fh.seek((first + 2) * cb)
-                    raw = memoryview(self._fh.read(n * cb))
-                    if len(raw) < n * cb:
-                        raw = memoryview(bytes(raw) + bytes(n * cb - len(raw)))
-                else:
-                    k = max(0, on_disk - first)
-                    self._fh.seek((first + 2) * cb)
-                    head = self._fh.read(k * cb).ljust(k * cb, b"\0")
-                    raw = memoryview(head + self._render_pages(first + k, n - k).tobytes())
+                k = min(n, max(0, on_disk - first))  # pages of this chunk already on disk
+                self._fh.seek((first + 2) * cb)
+                raw = self._fh.read(k * cb).ljust(k * cb, b"\0")
+                if k < n:
+                    raw += self._render_pages(first + k, n - k).tobytes()
+                raw = memoryview(raw)
                 out.extend(digest(raw[i * cb : (i + 1) * cb]).digest() for i in range(n))
             return out
 
