@@ -92,6 +92,13 @@ class _Mounter:
                 self.barcode = None
 
 
+def _set_not_found(record: DataSetRecord) -> MediaOverwrittenError:
+    """The set the catalog places at its first cartridge and file was not found walking there."""
+    where = f"cartridge {record.first_barcode} file {record.first_file}"
+    return MediaOverwrittenError(f"data set {record.id} (set number {record.set_number}) is not at {where}: "
+                                 "the media was overwritten or the catalog is wrong")
+
+
 def object_path(entry: ObjectEntry) -> str:
     """The catalog path of a reader object: directory components then name (``DB1/priv1.edb``)."""
     return "/".join(list(entry.path) + [entry.name])
@@ -162,9 +169,7 @@ class MediaReader:
         found = reader.read()
         sets = [s for s in found.sets if s.number == record.set_number]
         if not sets:
-            where = f"cartridge {record.first_barcode} file {record.first_file}"
-            raise MediaOverwrittenError(f"data set {record.id} (set number {record.set_number}) is not at {where}: "
-                                        "the media was overwritten or the catalog is wrong")
+            raise _set_not_found(record)
         by_path = {object_path(e): e for e in sets[0].objects if not e.corrupt_flag}
         # A set that starts on cartridge N > 1 of its family needs none before it: the reader's
         # "continuation cartridge without its predecessor" note about the first view is expected.
@@ -257,9 +262,7 @@ class _SetWalk:
         while self._set is None and self.step():
             pass
         if self._set is None:
-            where = f"cartridge {record.first_barcode} file {record.first_file}"
-            raise MediaOverwrittenError(f"data set {record.id} (set number {record.set_number}) is not at {where}: "
-                                        "the media was overwritten or the catalog is wrong")
+            raise _set_not_found(record)
 
     def step(self) -> bool:
         """Walk the next cartridge (loading it); False when every one has been walked."""
