@@ -358,8 +358,7 @@ class _Packer:
         mailbox, components = self.dirs[record.dir_id]
         kind = "item" if name.endswith(".eml") else "metadata"
         self.items += kind == "item"
-        self.objects.append(ObjectEntry("/".join(components + [name]), kind, record.size, record.sha256.hex(),
-                                        record.fla, mailbox))
+        self.objects.append(ObjectEntry.written(record, "/".join(components + [name]), kind, mailbox))
         return record
 
     def run(self, job: BrickBackup, step: Callable[[], None], progress: Progress | None) -> None:
@@ -396,7 +395,7 @@ class _Packer:
         self.dirs[dir_id] = ("", [])
         payload = json.dumps(metadata, indent=1, sort_keys=True, ensure_ascii=False).encode()
         record = self.writer.add_file(METADATA_NAME, len(payload), payload)
-        self.objects.append(ObjectEntry(METADATA_NAME, "metadata", record.size, record.sha256.hex(), record.fla))
+        self.objects.append(ObjectEntry.written(record, METADATA_NAME, "metadata"))
         return self.writer.end()
 
 

@@ -45,6 +45,13 @@ class ObjectEntry:
     fla: int
     database: str | None = None
     corrupt: bool = False
+    xxh3: str = ""
+    """XXH3-128 of the data, hex (``FileRecord.xxh3``): the catalog's in-line restore check."""
+
+    @classmethod
+    def written(cls, record, path: str, kind: str, database: str | None = None) -> "ObjectEntry":
+        """The entry for a FILE the data-set writer has finished (its ``FileRecord``)."""
+        return cls(path, kind, record.size, record.sha256.hex(), record.fla, database, xxh3=record.xxh3.hex())
 
 
 @dataclass

@@ -168,7 +168,7 @@ class StorageGroupBackup:
             payload = json.dumps(metadata, indent=1, sort_keys=True).encode()
             writer.begin_directory([])
             record = writer.add_file(METADATA_NAME, len(payload), payload, modified=self._now())
-            objects.append(ObjectEntry(METADATA_NAME, "metadata", record.size, record.sha256.hex(), record.fla))
+            objects.append(ObjectEntry.written(record, METADATA_NAME, "metadata"))
             eset = writer.end()
             await self._sink.flush(final=True)
             trailer = DataSetTrailer(eset, objects, effective.name, self.result.log_gen_low,
@@ -265,8 +265,8 @@ class StorageGroupBackup:
             "streams": list(database.streams),
         }, sort_keys=True).encode()
         record = writer.add_file(DATABASE_INFO_NAME, len(info), info, modified=self._now())
-        objects.append(ObjectEntry(f"{database.display_name}/{DATABASE_INFO_NAME}", "metadata", record.size,
-                                   record.sha256.hex(), record.fla, database.display_name))
+        objects.append(ObjectEntry.written(record, f"{database.display_name}/{DATABASE_INFO_NAME}", "metadata",
+                                           database.display_name))
         await self._flush()
         for stream_path in database.streams:
             try:
@@ -334,7 +334,7 @@ class StorageGroupBackup:
             await reading.settle()
             raise
         await self._flush()
-        return ObjectEntry(prefix + name, kind, record.size, record.sha256.hex(), record.fla, database)
+        return ObjectEntry.written(record, prefix + name, kind, database)
 
     @staticmethod
     def _read(context, handle, room) -> int:

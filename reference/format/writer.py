@@ -2,7 +2,8 @@
 
 Streams one MTF data set to a ``sink`` following the writer profile (spec ``mtf.md`` §7.12) in
 constant memory: object data is passed through to the sink as the caller's memoryviews (never
-copied), hashed with ``hashlib`` and XOR-summed with numpy on the way. Every DBLK starts on an
+copied), hashed with ``hashlib`` (SHA-256, written to the media as XSHA) and ``xxhash`` (XXH3-128,
+kept off the media for the catalog's in-line restore check) and XOR-summed with numpy on the way. Every DBLK starts on an
 FLB boundary and the output always ends on one. The ESET is not written here: it belongs after a
 filemark, so :meth:`DataSetWriter.end` returns an :class:`EsetInfo` for the media writer.
 
@@ -21,6 +22,8 @@ import logging
 import struct
 from dataclasses import dataclass
 from typing import Iterable
+
+import xxhash
 
 from reference.errors import CorruptDataError
 
@@ -68,6 +71,9 @@ class FileRecord:
     csum: int = 0
     sha256: bytes = b""
     corrupt: bool = False
+    xxh3: bytes = b""
+    """XXH3-128 of the data: not written to the media; the catalog keeps it so a restore can check
+    every byte in line at memory speed (SHA-256 runs at ~1.8 GB/s, XXH3 at ~17; docs/server.md)."""
 
 
 class _Sink:
@@ -254,6 +260,7 @@ class FileStream:
         self._written = 0
         self._xor = Xor32()
         self._sha = hashlib.sha256() if writer._sha else None
+        self._xxh3 = xxhash.xxh3_128()
         self._hashed = 0
         self._closed = False
 
@@ -295,10 +302,11 @@ class FileStream:
         return n
 
     def hash_data(self, data) -> None:
-        """Fold object data into the CSUM and SHA-256 (see :meth:`write_reserved`)."""
+        """Fold object data into the CSUM, SHA-256 and XXH3-128 (see :meth:`write_reserved`)."""
         self._xor.update(data)
         if self._sha is not None:
             self._sha.update(data)
+        self._xxh3.update(data)
         self._hashed += len(data)
 
     def close(self) -> FileRecord:
@@ -317,6 +325,7 @@ class FileStream:
         rec = self.record
         rec.csum = self._xor.value()
         rec.sha256 = self._sha.digest() if self._sha is not None else b""
+        rec.xxh3 = self._xxh3.digest()
         w = self._w
         pos = w._out.offset % w.flb
         trailer = bytearray(m.align(pos, 4) - pos)

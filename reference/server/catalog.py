@@ -83,7 +83,8 @@ CREATE TABLE IF NOT EXISTS objects (
     barcode     TEXT NOT NULL,
     tape_file   INTEGER NOT NULL,
     block       INTEGER NOT NULL,
-    fla         INTEGER NOT NULL
+    fla         INTEGER NOT NULL,
+    xxh3        TEXT                               -- XXH3-128 (in-line restore check); NULL: not recorded
 );
 CREATE TABLE IF NOT EXISTS extents (
     object_id INTEGER NOT NULL REFERENCES objects(id),
@@ -130,6 +131,9 @@ class ObjectRecord:
     database: str | None = None
     extents: list[str] = field(default_factory=list)
     """Barcodes of every cartridge holding part of the object, in order (first = ``barcode``)."""
+    xxh3: str = ""
+    """XXH3-128 of the data as the agent sent it, hex; the restore's in-line check. Not on the
+    media, so "" for a set cataloged by ``catalog rebuild`` (its restores check SHA-256 instead)."""
 
 
 @dataclass
@@ -175,6 +179,8 @@ class Catalog:
         columns = {row["name"] for row in self.db.execute("PRAGMA table_info(jobs)")}
         if "exit_status" not in columns:  # catalogs made before the column existed
             self.db.execute("ALTER TABLE jobs ADD COLUMN exit_status INTEGER")
+        if "xxh3" not in {row["name"] for row in self.db.execute("PRAGMA table_info(objects)")}:
+            self.db.execute("ALTER TABLE objects ADD COLUMN xxh3 TEXT")  # restores of its sets check SHA-256
         self.db.execute(
             "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
         )
@@ -304,10 +310,10 @@ class Catalog:
             set_id = int(cursor.lastrowid)
             for obj in record.objects:
                 cursor = self.db.execute(
-                    "INSERT INTO objects(data_set_id, path, kind, database, size, sha256, barcode, tape_file, block, fla)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    "INSERT INTO objects(data_set_id, path, kind, database, size, sha256, barcode, tape_file, block,"
+                    " fla, xxh3) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                     (set_id, obj.path, obj.kind, obj.database, obj.size, obj.sha256, obj.barcode,
-                     obj.tape_file, obj.block, obj.fla),
+                     obj.tape_file, obj.block, obj.fla, obj.xxh3 or None),
                 )
                 object_id = cursor.lastrowid
                 for seq, barcode in enumerate(obj.extents or [obj.barcode]):
@@ -347,7 +353,7 @@ class Catalog:
             result.append(ObjectRecord(
                 path=row["path"], kind=row["kind"], size=row["size"], sha256=row["sha256"], barcode=row["barcode"],
                 tape_file=row["tape_file"], block=row["block"], fla=row["fla"], database=row["database"],
-                extents=extents,
+                extents=extents, xxh3=row["xxh3"] or "",
             ))
         return result
 
@@ -391,7 +397,8 @@ class Catalog:
         return _Transaction(self.db)
 
     def dump(self) -> dict:
-        """A comparable, id-free view of the catalog's data sets and objects (rebuild tests use it)."""
+        """A comparable, id-free view of the catalog's data sets and objects (rebuild tests use it).
+        Everything a rebuild recovers from the media: so not the objects' XXH3-128, kept off the media."""
         sets = []
         for record in self.data_sets():
             full = self.data_set(record.id)

@@ -550,7 +550,8 @@ def _run_three_way(site, dma: _Dma, tape: RemoteTape, storage_group: str, level:
         mover.call(c.Message.TAPE_CLOSE)
         # the image is on the remote tapes: record it (media outside our library), then commit
         labels = [f"ndmp://{host}:{port}/{d}" for d in result.devices_used]
-        objects = [ObjectRecord(f"{o.path}", o.kind, o.size, o.sha256, labels[0], 0, 0, o.fla, o.database)
+        objects = [ObjectRecord(f"{o.path}", o.kind, o.size, o.sha256, labels[0], 0, 0, o.fla, o.database,
+                                xxh3=o.xxh3)
                    for o in trailer.objects]
         metadata = dict(trailer.metadata, media="remote-ndmp", tape_server=f"{host}:{port}",
                         devices=result.devices_used, record_size=tape.record_size, mtf_image="medium")

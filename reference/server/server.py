@@ -184,7 +184,7 @@ class BackupServer:
             barcode, tape_file, block, file_id = placed
             extents = list(dict.fromkeys([barcode] + continued.get(file_id, [])))
             objects.append(ObjectRecord(entry.path, entry.kind, entry.size, entry.sha256, barcode, tape_file,
-                                        block, entry.fla, entry.database, extents))
+                                        block, entry.fla, entry.database, extents, entry.xxh3))
         first = mount.devices[0]
         return DataSetRecord(
             set_number=set_number, family_id=mount.family_id, kind=info.get("kind", "database"),

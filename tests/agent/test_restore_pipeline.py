@@ -100,7 +100,7 @@ def test_a_spanned_set_restores_bit_exact_loading_each_cartridge_once(site):
 
 
 def test_a_corrupted_byte_fails_the_restore_before_recovery(site, monkeypatch):
-    """A byte flipped in a database stream on the cartridge: the object's SHA-256 differs from the
+    """A byte flipped in a database stream on the cartridge: the object's XXH3-128 differs from the
     catalog, the restore fails with the read-back's error, and Exchange's recovery (``complete``:
     replay, mount) is never called."""
     result = site.full()
@@ -124,7 +124,7 @@ def test_a_corrupted_byte_fails_the_restore_before_recovery(site, monkeypatch):
     original = RestoreContext.complete
     monkeypatch.setattr(RestoreContext, "complete",
                         lambda self, *a, **k: completed.append(a) or original(self, *a, **k))
-    with pytest.raises(CorruptDataError, match="SHA-256 of the data read back does not match the catalog"):
+    with pytest.raises(CorruptDataError, match="XXH3-128 of the data read back does not match the catalog"):
         site.restore()
     assert completed == []
 

@@ -189,7 +189,7 @@ def test_rebuilt_catalog_knows_brick_sets(emulator_env, esite, tmp_path):
 
 
 def test_damaged_body_on_tape_fails_that_item_only(emulator_env, esite):
-    """A flipped byte in one message on the cartridge: the read-back SHA-256 check catches it,
+    """A flipped byte in one message on the cartridge: the read-back XXH3-128 check catches it,
     that item fails with the reason, every other item is restored, the job is a warning."""
     env = emulator_env
     for n in range(4):
@@ -204,7 +204,7 @@ def test_damaged_body_on_tape_fails_that_item_only(emulator_env, esite):
     tap.write_bytes(bytes(raw))
     outcome = run_restore(esite, env, target_mailbox=env.other)
     [(action, reason)] = outcome.result.failed
-    assert action.item.message_id == "<brick-2@mailtape.test>" and "SHA-256" in reason
+    assert action.item.message_id == "<brick-2@mailtape.test>" and "XXH3-128" in reason
     assert len(outcome.result.done) == 3
     bodies = {bytes(env.store.read_item(env.other, INBOX, i.uid)) for i in env.store.list_items(env.other, INBOX)}
     assert bodies == {msg(n, body=f"payload {n} DAMAGE-TARGET-{n}\r\n".encode()) for n in (0, 1, 3)}

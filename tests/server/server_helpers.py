@@ -97,8 +97,7 @@ async def agent_backup(server: BackupServer, storage_group: str, files: dict[str
         kind = "log" if folder == "Log Files" else "stream"
         if kind == "log":
             gens.append(int(name[3:].split(".")[0], 16))
-        objects.append(ObjectEntry(path, kind, record.size, record.sha256.hex(), record.fla,
-                                   None if kind == "log" else folder))
+        objects.append(ObjectEntry.written(record, path, kind, None if kind == "log" else folder))
         if await flush():
             await server.drain()  # the writer task records the failure before the loop ends
             return None
@@ -108,7 +107,7 @@ async def agent_backup(server: BackupServer, storage_group: str, files: dict[str
     raw = json.dumps(metadata, indent=1, sort_keys=True).encode()
     writer.begin_directory([])
     record = writer.add_file("BackupMetadata.json", len(raw), raw)
-    objects.append(ObjectEntry("BackupMetadata.json", "metadata", record.size, record.sha256.hex(), record.fla))
+    objects.append(ObjectEntry.written(record, "BackupMetadata.json", "metadata"))
     eset = writer.end()
     await flush()
     trailer = DataSetTrailer(eset, objects, backup_type, metadata["log_gen_low"], metadata["log_gen_high"],

@@ -9,12 +9,12 @@ from reference.server.catalog import Catalog, DataSetRecord, ObjectRecord
 from reference.server.restore_plan import restore_chain
 
 
-def _set(catalog, backup_type, completed, barcode="000001L9", sg="First Storage Group"):
+def _set(catalog, backup_type, completed, barcode="000001L9", sg="First Storage Group", xxh3=""):
     record = DataSetRecord(
         set_number=catalog.next_set_number(7), family_id=7, kind="database", server="EXCH01", storage_group=sg,
         backup_type=backup_type, started=completed - 1, completed=completed, first_barcode=barcode, first_file=1,
         bytes=10, objects=[ObjectRecord(path=f"x/{completed}", kind="log", size=10, sha256="00" * 32,
-                                        barcode=barcode, tape_file=1, block=0, fla=3)],
+                                        barcode=barcode, tape_file=1, block=0, fla=3, xxh3=xxh3)],
         log_gen_low=1, log_gen_high=2,
     )
     catalog.commit_data_set(record)
@@ -33,6 +33,24 @@ def test_commit_and_read_back(catalog):
     again = catalog.data_set(record.id)
     assert again.backup_type == "full" and again.objects[0].extents == ["000001L9"]
     assert catalog.next_set_number(7) == 2
+
+
+def test_a_catalog_from_before_xxh3_gains_the_column_and_reads_its_objects_without_one(tmp_path):
+    """Objects cataloged before the XXH3-128 column existed read back with ``xxh3 == ""`` (their
+    restores check SHA-256); new objects keep theirs."""
+    path = tmp_path / "old.sqlite"
+    old = Catalog(path)
+    _set(old, "full", 100)
+    old.db.execute("ALTER TABLE objects DROP COLUMN xxh3")
+    old.close()
+    reopened = Catalog(path)
+    try:
+        [first] = reopened.data_sets()
+        assert reopened.data_set(first.id).objects[0].xxh3 == ""
+        record = _set(reopened, "incremental", 200, xxh3="ab" * 16)
+        assert reopened.data_set(record.id).objects[0].xxh3 == "ab" * 16
+    finally:
+        reopened.close()
 
 
 def test_commit_is_atomic(catalog):

@@ -73,6 +73,23 @@ def test_read_objects_bit_exact_and_selectable(busy_site):
         reader.close()
 
 
+def test_the_catalog_keeps_each_objects_xxh3_of_the_bytes_sent(busy_site):
+    """The restore's in-line check (docs/server.md "Checking what is read back"): every object
+    the agent sent is cataloged with the XXH3-128 of exactly its bytes, next to the SHA-256."""
+    import hashlib
+
+    import xxhash
+
+    site, (full, _other, _inc, _diff) = busy_site
+    sent = {"DB1/priv1.edb": payload(1, 7 * MB), "DB1/priv1.stm": payload(2, 200_000),
+            "Log Files/E00000010.log": payload(3, 1 << 20)}
+    cataloged = {o.path: o for o in site.catalog.data_set(full.data_set_id).objects}
+    for path, data in sent.items():
+        assert cataloged[path].xxh3 == xxhash.xxh3_128(data).hexdigest()
+        assert cataloged[path].sha256 == hashlib.sha256(data).hexdigest()
+    assert len(cataloged["BackupMetadata.json"].xxh3) == 32
+
+
 def test_restore_chain_across_sets_and_cartridges(busy_site):
     """Full + last differential (ese-backup-api.md §2.4), read in order through the changer."""
     site, (full, other, inc, diff) = busy_site
@@ -104,6 +121,48 @@ def test_catalog_rebuild_equals_original(busy_site, tmp_path):
         return {(s.family_id, s.set_number): s.metadata for s in catalog.data_sets()}
 
     assert metadata(rebuilt) == metadata(site.catalog)
+
+
+def test_a_rebuilt_catalog_restores_checking_sha256(busy_site, tmp_path):
+    """XXH3-128 is not on the media, so a catalog rebuilt from the cartridges has none: its
+    restores check every byte against the SHA-256 (XSHA) instead, and still refuse a bad byte."""
+    site, (_full, other, _inc, _diff) = busy_site
+    rebuilt = Catalog(tmp_path / "rebuilt.sqlite")
+    media = MediaManager(rebuilt, site.library, site.media.drives)
+    rebuild_catalog(rebuilt, media)
+    [set_id] = [s.id for s in rebuilt.data_sets() if s.storage_group == "SG2"]
+    assert all(o.xxh3 == "" for o in rebuilt.data_set(set_id).objects)
+    reader = MediaReader(rebuilt, media)
+    try:
+        assert _collect(reader, set_id, ["DB2/priv2.edb"])["DB2/priv2.edb"] == payload(4, 2 * MB)
+    finally:
+        reader.close()
+    target = next(o for o in site.catalog.data_set(other.data_set_id).objects if o.path == "DB2/priv2.edb")
+    image = site.library.cartridge_path(target.barcode)
+    raw = bytearray(image.read_bytes())
+    raw[raw.find(payload(4, 2 * MB)[500_000:500_064]) + 5] ^= 0x10
+    image.write_bytes(raw)
+    reader = MediaReader(rebuilt, media)
+    try:
+        with pytest.raises(CorruptDataError, match="SHA-256 of the data read back does not match the catalog"):
+            _collect(reader, set_id, ["DB2/priv2.edb"])
+    finally:
+        reader.close()
+
+
+def test_verify_names_a_catalog_xxh3_that_does_not_match_the_media(busy_site):
+    """A catalog row whose XXH3-128 is wrong (the media is fine) would make a restore refuse the
+    object: ``verify`` says so, for that object only."""
+    site, (_full, other, _inc, _diff) = busy_site
+    site.catalog.db.execute("UPDATE objects SET xxh3=? WHERE path=? AND data_set_id=?",
+                            ("0" * 32, "DB2/priv2.edb", other.data_set_id))
+    reader = MediaReader(site.catalog, site.media)
+    try:
+        report = reader.verify()
+    finally:
+        reader.close()
+    messages = [str(p) for p in report.problems]
+    assert len(messages) == 1 and "DB2/priv2.edb: XXH3-128 of the data differs from the catalog" in messages[0]
 
 
 def test_verify_clean_then_detects_a_corrupted_byte(busy_site):
@@ -196,7 +255,7 @@ def test_a_spanned_set_loads_only_the_cartridges_the_selection_needs(busy_site):
 
 
 def test_a_corrupted_byte_fails_the_object_at_its_end_not_before(busy_site):
-    """The SHA-256 check stays: every batch is handed over, then the object fails with the same
+    """The XXH3-128 check stays: every batch is handed over, then the object fails with the same
     error as a whole-object read (and batches are read-only views a consumer may keep)."""
     site, (_full, other, _inc, _diff) = busy_site
     record = site.catalog.data_set(other.data_set_id)
@@ -209,7 +268,7 @@ def test_a_corrupted_byte_fails_the_object_at_its_end_not_before(busy_site):
     reader = MediaReader(site.catalog, site.media)
     kept = []
     try:
-        with pytest.raises(CorruptDataError, match="SHA-256 of the data read back does not match the catalog"):
+        with pytest.raises(CorruptDataError, match="XXH3-128 of the data read back does not match the catalog"):
             for _obj, chunks in reader.read_objects(other.data_set_id, ["DB2/priv2.edb"]):
                 for chunk in chunks:
                     assert memoryview(chunk).readonly
@@ -223,7 +282,7 @@ def test_a_corrupted_byte_fails_the_object_at_its_end_not_before(busy_site):
 def test_wrong_extents_in_the_catalog_fall_back_to_walking_the_whole_set(busy_site, monkeypatch):
     """The first cartridge to load comes from the catalog's extents; if they are wrong (the object
     is not where the walk starts), the reader walks the set from its first cartridge instead of
-    failing, and the bytes are still checked against the catalog's SHA-256."""
+    failing, and the bytes are still checked against the catalog's digest."""
     import dataclasses
 
     site, (full, _other, _inc, _diff) = busy_site
