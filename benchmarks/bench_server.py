@@ -1,6 +1,7 @@
 """Backup-server throughput against the bare media writer on the same emulated drive (target >= 0.8).
 
-(1) write: one data set of ``SIZE`` bytes produced by a DataSetWriter, sent through a LocalSession
+(1) write: one data set of ``SIZE`` bytes produced by a DataSetWriter, packed into the session's
+transfer buffers as the product's agent does (``PackingSink``) and sent through a LocalSession
 to the BackupServer (drive selection, label check, FILE-placement recording, catalog commit) vs
 the same bytes fed straight into a MediaWriter on an EmulatedDrive in the same process;
 (2) read: ``MediaReader.read_objects`` (changer load, label check, TapeView over MTSEEK/read,
@@ -48,7 +49,7 @@ def _server_write(tmp: Path, data: bytes):
 
     site = make_site(tmp, cartridges=2, capacity=4 * len(data) + (64 << 20))
     start = time.perf_counter()
-    receipt = site.run(agent_backup(site.server, "SG1", {"DB/db.edb": data}, chunk=1 << 20))
+    receipt = site.run(agent_backup(site.server, "SG1", {"DB/db.edb": data}, packed=True))
     elapsed = time.perf_counter() - start
     return elapsed, site, receipt
 

@@ -21,7 +21,7 @@ from reference.server.catalog import Catalog
 from reference.server.devices import EmulatedDrives
 from reference.server.media import MediaManager
 from reference.server.server import BackupServer
-from reference.transfer import DataSetTrailer, ObjectEntry
+from reference.transfer import DataSetTrailer, ObjectEntry, PackingSink
 
 MB = 1_000_000
 
@@ -59,8 +59,12 @@ def payload(seed: int, size: int) -> bytes:
 
 
 async def agent_backup(server: BackupServer, storage_group: str, files: dict[str, bytes], *,
-                       backup_type="full", server_name="EXCH01", chunk=256 * 1024, abort_after=None):
-    """Back up ``files`` ({"DB/name": bytes, "Log Files/E0000001.log": bytes}) as one data set."""
+                       backup_type="full", server_name="EXCH01", chunk=256 * 1024, abort_after=None,
+                       packed=False):
+    """Back up ``files`` ({"DB/name": bytes, "Log Files/E0000001.log": bytes}) as one data set.
+
+    ``packed``: send the way the product's agent does (``PackingSink``: whole transfer buffers
+    lent by the session, no per-chunk copy) instead of ``chunk``-sized ``send`` calls."""
     session = await server.open_session({"kind": "database", "server": server_name,
                                          "storage_group": storage_group, "backup_type": backup_type,
                                          "started": server.runtime.clock.now()})
@@ -68,14 +72,18 @@ async def agent_backup(server: BackupServer, storage_group: str, files: dict[str
     when = dt.datetime.fromtimestamp(server.runtime.clock.now(), tz=dt.timezone.utc).replace(tzinfo=None)
     # No copy here: every chunk is either fresh writer output or a view of the immutable test data
     # (the real agent's read buffer is reused, so it flushes after every read; LocalSession copies).
-    writer = DataSetWriter(pending.append, set_number=session.set_number,
+    sink = PackingSink(session) if packed else pending.append
+    writer = DataSetWriter(sink, set_number=session.set_number,
                            name=f"{storage_group} ({backup_type})", write_date=when)
     writer.begin_volume("Microsoft Information Store", volume=storage_group, machine=server_name)
     objects: list[ObjectEntry] = []
     sent = 0
 
-    async def flush():
+    async def flush(final=False):
         nonlocal sent
+        if packed:
+            await sink.flush(final)
+            return False
         while pending:
             data = memoryview(pending.pop(0))
             for i in range(0, len(data), chunk):
@@ -109,7 +117,7 @@ async def agent_backup(server: BackupServer, storage_group: str, files: dict[str
     record = writer.add_file("BackupMetadata.json", len(raw), raw)
     objects.append(ObjectEntry.written(record, "BackupMetadata.json", "metadata"))
     eset = writer.end()
-    await flush()
+    await flush(final=True)
     trailer = DataSetTrailer(eset, objects, backup_type, metadata["log_gen_low"], metadata["log_gen_high"],
                              metadata)
     return await session.finish(trailer)
