@@ -234,10 +234,42 @@ def read_string(dblk, address, string_type: int) -> str:
 # --- building ---------------------------------------------------------------------------------
 
 
-# Hot-path builders: byte-identical to DbHdr / StreamHdr (tests/format/test_structs.py checks it),
-# ~50x faster than construct's interpreter, which matters once per object and stream.
+# Hot-path builders: byte-identical to DbHdr / StreamHdr and the FILE / DIRB fixed parts
+# (tests/format/test_structs.py checks it), ~50x faster than construct's interpreter, which
+# matters once per object and stream.
 _DB_HDR_BODY = struct.Struct("<4sIHBBQQH6xI4xHHBx")
 _STREAM_HDR_BODY = struct.Struct("<4sHHQHH")
+
+
+_FILE_FIXED = struct.Struct("<I5s5s5s5sIIHH")
+_DIRB_FIXED = struct.Struct("<I5s5s5s5sIHH")
+
+
+def date_bytes(value: _dt.datetime | None) -> bytes:
+    """:data:`DateTime` built by hand (a packed 40-bit big-endian field; None: all zero)."""
+    if value is None:
+        return bytes(5)
+    bits = (value.year << 26 | value.month << 22 | value.day << 17 | value.hour << 12
+            | value.minute << 6 | value.second)
+    return bits.to_bytes(5, "big")
+
+
+def _file_fixed(f: dict) -> bytes:
+    return _FILE_FIXED.pack(f["file_attr"], date_bytes(f["modified"]), date_bytes(f["created"]),
+                            date_bytes(f["backup"]), date_bytes(f["accessed"]), f["dir_id"], f["file_id"],
+                            f["name"]["size"], f["name"]["offset"])
+
+
+def _dirb_fixed(f: dict) -> bytes:
+    return _DIRB_FIXED.pack(f["dirb_attr"], date_bytes(f["modified"]), date_bytes(f["created"]),
+                            date_bytes(f["backup"]), date_bytes(f["accessed"]), f["dir_id"],
+                            f["name"]["size"], f["name"]["offset"])
+
+
+_FAST_FIXED = {b"FILE": _file_fixed, b"DIRB": _dirb_fixed}
+"""Fixed parts written once per object or folder (a mailbox set has one per message): the
+construct build of their four dates costs ~90 us each, these ~2 us."""
+_FIXED_SIZES = {kind: part.sizeof() for kind, part in FIXED_PARTS.items()}
 
 
 def build_header(kind: bytes, *, attr: int = 0, first_event: int, fla: int = 0, cbid: int = 0,
@@ -279,17 +311,17 @@ def build_dblk_prefix(kind: bytes, fixed: dict, strings: dict[str, bytes] | None
 
     ``strings`` maps the TAPE_ADDRESS field names to encoded bytes; their addresses are filled in.
     """
-    fixed_struct = FIXED_PARTS[kind]
+    build = _FAST_FIXED.get(kind) or FIXED_PARTS[kind].build
     fixed = dict(fixed)
     strings = strings or {}
-    fixed_size = fixed_struct.sizeof() + len(extra_fixed)
+    fixed_size = _FIXED_SIZES[kind] + len(extra_fixed)
     offset = DB_HDR_SIZE + fixed_size
     area = bytearray()
     for field in STRING_FIELDS.get(kind, ()):
         raw = strings.get(field, b"")
         fixed[field] = dict(size=len(raw), offset=offset + len(area) if raw else 0)
         area += raw
-    body = fixed_struct.build(fixed) + extra_fixed + area
+    body = build(fixed) + extra_fixed + area
     first_event = max(align(DB_HDR_SIZE + len(body), 4), min_first_event)
     header = build_header(kind, attr=attr, first_event=first_event, fla=fla, cbid=cbid,
                           displayable_size=displayable_size)

@@ -100,3 +100,22 @@ def test_fast_stream_header_builder_is_byte_identical_to_the_construct_declarati
     body = dict(id=sid, fs_attr=fs, media_attr=media, length=length, enc_alg=0, comp_alg=0)
     assert m.build_stream_header(sid, length, fs_attr=fs, media_attr=media) == \
         m.StreamHdr.build(dict(body=dict(value=body)))
+
+
+_dates = st.one_of(st.none(), st.datetimes(min_value=dt.datetime(1, 1, 1), max_value=dt.datetime(9999, 12, 31))
+                   .map(lambda d: d.replace(microsecond=0)))
+_u32 = st.integers(0, 2**32 - 1)
+_u16 = st.integers(0, 65535)
+
+
+@given(st.sampled_from([b"FILE", b"DIRB"]), _u32, _dates, _dates, _dates, _dates, _u32, _u32, _u16, _u16)
+def test_fast_fixed_part_builders_are_byte_identical_to_the_construct_declarations(
+        kind, attr, modified, created, backup, accessed, dir_id, file_id, size, offset):
+    fixed = dict(modified=modified, created=created, backup=backup, accessed=accessed, dir_id=dir_id,
+                 name=dict(size=size, offset=offset))
+    if kind == b"FILE":
+        fixed.update(file_attr=attr, file_id=file_id)
+    else:
+        fixed.update(dirb_attr=attr)
+    assert m._FAST_FIXED[kind](fixed) == m.FIXED_PARTS[kind].build(fixed)
+    assert m.date_bytes(modified) == m.DateTime.build(modified)
