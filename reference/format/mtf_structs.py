@@ -266,6 +266,12 @@ def _dirb_fixed(f: dict) -> bytes:
                             f["name"]["size"], f["name"]["offset"])
 
 
+def file_id_of(dblk, offset: int = 0) -> int:
+    """The FILE ID of the FILE DBLK at ``offset`` (fixed part: attributes, four dates, DIRB ID,
+    then FILE ID), without parsing the rest; the media writer notes one per object."""
+    return struct.unpack_from("<I", dblk, offset + DB_HDR_SIZE + _FILE_FIXED.size - 8)[0]
+
+
 _FAST_FIXED = {b"FILE": _file_fixed, b"DIRB": _dirb_fixed}
 """Fixed parts written once per object or folder (a mailbox set has one per message): the
 construct build of their four dates costs ~90 us each, these ~2 us."""

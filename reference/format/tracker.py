@@ -9,7 +9,6 @@ keeping only small per-DBLK records and the bytes before each FILE's STAN data.
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass, field
 
 from reference.errors import CorruptDataError
@@ -117,7 +116,7 @@ class StreamTracker:
     def _got_prefix(self, raw: bytes) -> None:
         self._cur.head += raw
         if self._cur.kind == b"FILE" and len(self._cur.head) >= 88:
-            self._cur.file_id = struct.unpack_from("<I", self._cur.head, 80)[0]
+            self._cur.file_id = m.file_id_of(self._cur.head)
         self._state = self._SHDR
 
     def _got_stream_header(self, raw: bytes) -> None:

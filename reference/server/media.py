@@ -177,8 +177,7 @@ class RecordingDevice:
         for i in self._file_candidates(view, block_size):
             if m.header_ok(view, i):
                 _k, attr, _fe, _size, fla, _cbid, _st, _c = m.header_fields(view, i)
-                file_id = m.FileFixed.parse(bytes(view[i + 52: i + 52 + _FILE_FIXED_SIZE])).file_id
-                self.files_seen.append((fla, file_id, bool(attr & m.MTF_CONTINUATION), self.fileno,
+                self.files_seen.append((fla, m.file_id_of(view, i), bool(attr & m.MTF_CONTINUATION), self.fileno,
                                         first_block + i // block_size))
 
     def _file_candidates(self, view, block_size: int) -> list[int]:

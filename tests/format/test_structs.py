@@ -118,4 +118,6 @@ def test_fast_fixed_part_builders_are_byte_identical_to_the_construct_declaratio
     else:
         fixed.update(dirb_attr=attr)
     assert m._FAST_FIXED[kind](fixed) == m.FIXED_PARTS[kind].build(fixed)
+    if kind == b"FILE":
+        assert m.file_id_of(bytes(m.DB_HDR_SIZE) + m._FAST_FIXED[kind](fixed)) == file_id
     assert m.date_bytes(modified) == m.DateTime.build(modified)
