@@ -56,6 +56,10 @@ class FaultBoard:
 class FaultyDevice:
     """A TapeDevice that fails its k-th write as the armed fault says; everything else passes."""
 
+    read_blocks = write_blocks = None
+    """The emulated drive's multi-block extensions are not offered: every block goes through
+    :meth:`write` / :meth:`readinto` below, so the armed fault sees every one."""
+
     def __init__(self, device, board: FaultBoard, drive: int):
         self._device = device
         self._board = board

@@ -444,6 +444,40 @@ class Cartridge:
         self.meta["bytes_read"] += length
         return length
 
+    def readinto_records(self, index: int, count: int, buffer: memoryview, length: int) -> int:
+        """Read records ``index``… into ``buffer`` back to back, as many :meth:`readinto_record`
+        calls would, with one ``preadv`` per iovec limit: only the longest run (up to ``count``) of
+        uncompressed records of exactly ``length`` bytes laid out one after another (no filemark
+        between). Returns how many were read (0: the first is not such a record)."""
+        if self._pending:
+            self._flush()
+        if self.meta["compression"]:
+            return 0
+        lengths, offsets = self._lengths, self._offsets
+        count = min(count, len(lengths) - index, len(buffer) // length if length else 0)
+        run = 0
+        while run < count and lengths[index + run] == length:
+            run += 1
+        span = 8 + length + (length & 1)
+        if run > 1 and offsets[index + run - 1] != offsets[index] + (run - 1) * span:
+            run = 1  # not back to back (cannot happen in an image we wrote): one at a time
+        if not run:
+            return 0
+        gap = bytearray(span - length)  # pad, this record's trailing length word, the next's leading one
+        per_call = _IOV_MAX // 2
+        for at in range(0, run, per_call):
+            upto = min(run, at + per_call)
+            parts = []
+            for i in range(at, upto):
+                parts += (buffer[i * length:(i + 1) * length], gap)
+            parts.pop()
+            want = (upto - at) * span - len(gap)
+            got = os.preadv(self._fd, parts, offsets[index + at] + 4)
+            if got != want:
+                self._short(index + at, got, want)
+        self.meta["bytes_read"] += run * length
+        return run
+
     def _pread(self, index: int) -> bytes:
         if self._pending:
             self._flush()

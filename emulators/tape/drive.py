@@ -492,6 +492,33 @@ class EmulatedDrive:
                 return length
         return self._readinto_general(view)
 
+    def _read_blocks(self, buffer, size: int) -> int:
+        """Blocks of ``size`` bytes into ``buffer``, as that many ``readinto()`` calls on its
+        consecutive ``size``-byte slices would read them while streaming - with one ``preadv``.
+
+        Takes the longest run the streaming fast path of :meth:`_readinto` would take block by
+        block (data records of exactly ``size`` bytes; it stops before a filemark, a record of
+        another length, the end of data) and returns how many that was, 0 when not streaming
+        (first read after positioning, fixed-block mode, compression...). The caller reads the
+        next block with ``readinto()``, which then does exactly what it always does."""
+        cart = self.cartridge
+        if not (self.rw == ST_READING and self.eof == ST_NOEOF and not self.block_size
+                and cart is not None and not cart.meta["compression"] and self.threaded
+                and cart.kind != "cleaning" and 0 < size <= self.profile.max_block):
+            return 0
+        view = buffer if type(buffer) is memoryview else memoryview(buffer)
+        if view.ndim != 1 or view.itemsize != 1:
+            view = view.cast("B")
+        count = cart.readinto_records(self.pos, view.nbytes // size, view, size)
+        if count:
+            self.pos += count
+            if self.blkno >= 0:
+                self.blkno += count
+            if self.timing:
+                for _ in range(count):
+                    self.timing.read(size)
+        return count
+
     def _readinto_general(self, buffer) -> int:
         view = buffer if isinstance(buffer, memoryview) else memoryview(buffer)
         if view.itemsize != 1 or view.ndim != 1:
@@ -1066,6 +1093,12 @@ class EmulatedTapeDevice:
         if not self.writable:
             raise _err(errno.EBADF, f"{self.name} is open read-only")
         return drive._write(block)
+
+    def read_blocks(self, buffer, block_size: int) -> int:
+        """Emulator extension, not an st call: read consecutive ``block_size`` blocks into
+        ``buffer`` as successive :meth:`readinto` calls would, stopping where ``readinto`` would
+        do anything but stream; returns the number read (see ``EmulatedDrive._read_blocks``)."""
+        return self._live()._read_blocks(buffer, block_size)
 
     def write_blocks(self, data, block_size: int) -> int:
         """Emulator extension, not an st call: write consecutive ``block_size`` blocks of

@@ -245,30 +245,45 @@ class TapeView(PiecewiseMedium):
         end = min(end, offset - inside + count * P)
         first = f.start + (offset - self._starts[i]) // P
         device, epoch, cache = None, self._epoch(), self._cache
-        for k in range(count):
+        read_blocks = None
+        k = 0
+        while k < count:
             logical = first + k
             dest = view[k * P: (k + 1) * P]
             cached = cache.get(logical)
             if cached is not None:
                 dest[:] = cached
+                k += 1
                 continue
             if device is None:
                 device = self._device()
                 epoch = self._epoch()
+                read_blocks = getattr(device, "read_blocks", None)  # the emulated drive's extension
             if self._at != (epoch, logical):
                 device.mtop(MtOp.MTSEEK, logical)
-            try:
-                got = device.readinto(dest)
-            except OSError as err:
-                self._at = None
-                raise CorruptDataError(f"read error at logical block {logical}: {err.strerror or err}",
-                                       where=self.name) from None
+            elif read_blocks is not None and k + 1 < count:
+                run = self._device_call(read_blocks, logical, view[k * P: count * P], P)
+                if run:  # a run of whole blocks in one call
+                    self._at = (epoch, logical + run)
+                    k += run
+                    continue
+            got = self._device_call(device.readinto, logical, dest)
             self._at = (epoch, logical + 1)
             if got != P:
                 where = offset - inside + k * P
                 raise CorruptDataError(f"block {logical} is {got} bytes, expected the set's block size {P} "
                                        f"(near stream offset {max(where, offset)})", where=self.name)
+            k += 1
         return view[inside: inside + end - offset]
+
+    def _device_call(self, call, logical: int, *args) -> int:
+        """A read on the device; an OSError is a damaged block here (no position kept after it)."""
+        try:
+            return call(*args)
+        except OSError as err:
+            self._at = None
+            raise CorruptDataError(f"read error at logical block {logical}: {err.strerror or err}",
+                                   where=self.name) from None
 
     def file_position(self, offset: int) -> str:
         if offset >= self.size:
