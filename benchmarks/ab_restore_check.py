@@ -58,4 +58,5 @@ if __name__ == "__main__":
     result = run(*args)
     best = {k: max(v) for k, v in result.items()}
     print("best MB/s:", {k: round(v) for k, v in best.items()},
-          "ratio to dd: SHA-256", round(best["sha256"] / best["dd"], 2), "XXH3-128", round(best["xxh3"] / best["dd"], 2))
+          "ratio to dd: SHA-256", round(best["sha256"] / best["dd"], 2),
+          "XXH3-128", round(best["xxh3"] / best["dd"], 2))

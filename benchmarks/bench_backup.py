@@ -13,8 +13,9 @@ emulated LTO-9 drive writing a SIMH cartridge file, then commits the catalog.
    never wait for the software);
 3. **restore** — a full backup into a fresh site, then the timed restore over the dismounted store
    (``reference.jobs.restore_storage_group``: catalog chain, cartridge read-back with every byte
-   checked against the catalog's XXH3-128, the restore API, roll-forward, mount), against ``dd bs=1M`` copying the cartridge file (target, issue 10
-   item 3: ratio >= 0.7);
+   checked against the catalog's XXH3-128, the restore API, roll-forward, mount), against
+   ``dd bs=1M`` copying the cartridge file (target, issue 10 item 3: ratio >= 0.7); and, for
+   information, against ``dd conv=notrunc`` over an existing copy (see :func:`dd_in_place`);
 4. **peak RSS** — a backup of 0.25, 1 and 4 GiB databases, each in a fresh subprocess (peak
    resident set, ``VmHWM``; see :func:`peak_rss_kib` for why not ``ru_maxrss``): flat within 10 %
    (ratio = largest / smallest) and below 200 MB. The emulated Exchange server lives in the same

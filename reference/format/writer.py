@@ -3,8 +3,8 @@
 Streams one MTF data set to a ``sink`` following the writer profile (spec ``mtf.md`` §7.12) in
 constant memory: object data is passed through to the sink as the caller's memoryviews (never
 copied), hashed with ``hashlib`` (SHA-256, written to the media as XSHA) and ``xxhash`` (XXH3-128,
-kept off the media for the catalog's in-line restore check) and XOR-summed with numpy on the way. Every DBLK starts on an
-FLB boundary and the output always ends on one. The ESET is not written here: it belongs after a
+kept off the media for the catalog's in-line restore check) and XOR-summed with numpy on the way.
+Every DBLK starts on an FLB boundary and the output always ends on one. The ESET is not written here: it belongs after a
 filemark, so :meth:`DataSetWriter.end` returns an :class:`EsetInfo` for the media writer.
 
 The sink is a callable (or an object with ``write``) that receives ``memoryview``/``bytes``

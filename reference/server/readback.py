@@ -10,9 +10,9 @@ do every bit of format work: walk, continuation joining across cartridges, CSUM/
   read-only memoryviews of the object's bytes in order (batches of up to ``READ_BATCH`` bytes read
   straight from the drive into fresh buffers) and raises :class:`CorruptDataError` at its end if
   the size or digest differs from the catalog (XXH3-128 when the catalog has it, else SHA-256), so
-  a consumer must treat the object as bad when iteration raises. Its ``read_raw`` / ``hash`` / ``finish`` steps let an async consumer read the
-  next batch while the previous one is hashed (``reference/jobs.py``). Consume ``chunks`` before
-  asking for the next object.
+  a consumer must treat the object as bad when iteration raises. Its ``read_raw`` / ``hash`` /
+  ``finish`` steps let an async consumer read the next batch while the previous one is hashed
+  (``reference/jobs.py``). Consume ``chunks`` before asking for the next object.
 * :meth:`MediaReader.verify` — re-read sets and compare every object with the catalog and the
   media (size, SHA-256 of XSHA, CSUM, and XXH3-128 when cataloged).
 * :func:`rebuild_catalog` — read every cartridge in the library and recreate media, data sets
