@@ -319,6 +319,8 @@ class ObjectStream:
         self.hashed = 0
         self._digest = xxhash.xxh3_128() if obj.xxh3 else hashlib.sha256()
         self._expected = obj.xxh3 or obj.sha256
+        self.fast_check = bool(obj.xxh3)
+        """The check costs little next to reading the bytes (a pipeline may hash on its reader)."""
 
     def read_raw(self) -> memoryview | None:
         pieces = self.entry.pieces

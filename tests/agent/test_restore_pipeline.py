@@ -1,5 +1,5 @@
 """The restore data path (reference/jobs.py ``_ReadBack``/``ReadPipeline``, reference/server/readback.py
-``ObjectStream``): tape reads, SHA-256 and file writes pipelined on the real clock, inline in
+``ObjectStream``): tape reads, the check's hash and file writes pipelined on the real clock, inline in
 simulation; a spanned set restored with each cartridge loaded once (issue 6); a corrupted byte
 fails the restore before recovery or mount touches the data (issue 10 item 3 keeps verification).
 """
@@ -7,6 +7,7 @@ fails the restore before recovery or mount touches the data (issue 10 item 3 kee
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -21,6 +22,7 @@ from reference.errors import CorruptDataError
 from reference.jobs import backup_storage_groups, restore_storage_group
 from reference.restore_feed import ReadPipeline
 from reference.runtime import Runtime
+from reference.server.catalog import Catalog
 from reference.server.site import create_site, open_site
 
 SG1 = "First Storage Group"
@@ -84,6 +86,19 @@ def _count_loads(site):
     return loads
 
 
+def test_a_set_cataloged_without_xxh3_restores_bit_exact_checking_sha256(site, monkeypatch):
+    """Sets cataloged by ``catalog rebuild`` have no XXH3-128: the restore checks SHA-256 (on the
+    real clock in the pipeline's separate hasher thread) and gives the mail back just the same."""
+    real = Catalog.objects
+    monkeypatch.setattr(Catalog, "objects",
+                        lambda self, set_id: [dataclasses.replace(o, xxh3="") for o in real(self, set_id)])
+    site.full()
+    truth = site.mail()
+    site.lose_databases()
+    restored, _chain = site.restore()
+    assert restored.status == "ok" and site.mail() == truth
+
+
 def test_a_spanned_set_restores_bit_exact_loading_each_cartridge_once(site):
     """Issue 6: the spanned full is read in one pass, cartridge by cartridge (it used to be loaded
     twice: once to walk, once to extract); the mail is back exactly as it was."""
@@ -99,10 +114,15 @@ def test_a_spanned_set_restores_bit_exact_loading_each_cartridge_once(site):
     assert site.mail() == truth
 
 
-def test_a_corrupted_byte_fails_the_restore_before_recovery(site, monkeypatch):
+@pytest.mark.parametrize("cataloged", ["xxh3", "sha256-only"])
+def test_a_corrupted_byte_fails_the_restore_before_recovery(site, monkeypatch, cataloged):
     """A byte flipped in a database stream on the cartridge: the object's XXH3-128 differs from the
     catalog, the restore fails with the read-back's error, and Exchange's recovery (``complete``:
     replay, mount) is never called."""
+    if cataloged == "sha256-only":  # a set cataloged by ``catalog rebuild``: no XXH3-128, SHA-256 checked
+        real = Catalog.objects
+        monkeypatch.setattr(Catalog, "objects",
+                            lambda self, set_id: [dataclasses.replace(o, xxh3="") for o in real(self, set_id)])
     result = site.full()
     db = site.exchange.storage_group(SG1).databases[0]
     edb = site.exchange.abspath(db.files[0])
@@ -124,7 +144,8 @@ def test_a_corrupted_byte_fails_the_restore_before_recovery(site, monkeypatch):
     original = RestoreContext.complete
     monkeypatch.setattr(RestoreContext, "complete",
                         lambda self, *a, **k: completed.append(a) or original(self, *a, **k))
-    with pytest.raises(CorruptDataError, match="XXH3-128 of the data read back does not match the catalog"):
+    check = "XXH3-128" if cataloged == "xxh3" else "SHA-256"
+    with pytest.raises(CorruptDataError, match=f"{check} of the data read back does not match the catalog"):
         site.restore()
     assert completed == []
 
@@ -132,8 +153,9 @@ def test_a_corrupted_byte_fails_the_restore_before_recovery(site, monkeypatch):
 class _Stream:
     """An ObjectStream stand-in: ``count`` batches, optionally a read error after ``fail_at``."""
 
-    def __init__(self, count: int, fail_at: int | None = None, size: int = 1 << 16):
+    def __init__(self, count: int, fail_at: int | None = None, size: int = 1 << 16, fast_check: bool = False):
         self.count, self.fail_at, self.size = count, fail_at, size
+        self.fast_check = fast_check  # True: the pipeline hashes on its reader thread
         self.given = 0
         self.hashed = 0
         self.finished = False
@@ -164,9 +186,15 @@ def _run(coro):
         runtime.close()
 
 
-def test_pipeline_hands_over_every_batch_in_order_then_finishes():
+@pytest.fixture(params=[False, True], ids=["hasher-thread", "hash-on-reader"])
+def fast_check(request) -> bool:
+    """Both pipeline shapes: SHA-256 (a hasher thread) and XXH3-128 (hashed by the reader)."""
+    return request.param
+
+
+def test_pipeline_hands_over_every_batch_in_order_then_finishes(fast_check):
     async def consume(executor):
-        stream = _Stream(40)
+        stream = _Stream(40, fast_check=fast_check)
         got = [bytes(v[:1])[0] async for v in ReadPipeline(executor, stream).batches()]
         return stream, got
 
@@ -175,9 +203,9 @@ def test_pipeline_hands_over_every_batch_in_order_then_finishes():
     assert stream.hashed == 40 and stream.finished
 
 
-def test_pipeline_read_error_arrives_after_the_batches_before_it():
+def test_pipeline_read_error_arrives_after_the_batches_before_it(fast_check):
     async def consume(executor):
-        stream = _Stream(40, fail_at=5)
+        stream = _Stream(40, fail_at=5, fast_check=fast_check)
         got = []
         with pytest.raises(CorruptDataError, match="read error at logical block 9"):
             async for view in ReadPipeline(executor, stream).batches():
@@ -188,11 +216,11 @@ def test_pipeline_read_error_arrives_after_the_batches_before_it():
     assert len(got) == 5 and stream.hashed == 5 and not stream.finished
 
 
-def test_an_abandoned_pipeline_stops_and_holds_at_most_its_depth():
+def test_an_abandoned_pipeline_stops_and_holds_at_most_its_depth(fast_check):
     """The agent stops after one batch (its write failed): ``stop`` ends both threads; meanwhile
     the reader ran ahead by at most the pipeline's bound, not the whole object."""
     async def consume(executor):
-        stream = _Stream(1000)
+        stream = _Stream(1000, fast_check=fast_check)
         pipeline = ReadPipeline(executor, stream)
         batches = pipeline.batches()
         await batches.__anext__()
