@@ -450,17 +450,20 @@ def run(quick: bool = False, out_dir: Path | None = None, workers: int | None = 
                     + ("" if size is not None else f" (none up to {_size(largest)}: value = that bound)"),
             "value": round((size if size is not None else largest) / MiB, 1), "unit": "MiB",
             "baseline": round(default / MiB, 1), "ratio": _ratio(size if size is not None else math.inf, default),
-            "target": "ratio <= 1"})
+            "target": "ratio <= 1" if policy == "paced" else ""})  # unpaced: the baseline, information
     return rows
 
 
-def robustness(seeds: int = 30, rates=(185, 200, 215, 250, 300, 400), workers: int = 2) -> str:
-    """Jobs with a backhitch out of ``seeds`` 4 GB jobs per rate (seeds 10, 11, ...), default
-    buffer and block, unpaced and paced: how far the sweep's three seeds generalise
-    (``python benchmarks/bench_streaming.py --robustness``; a few minutes)."""
+def robustness(seeds: int = 30, rates=(185, 200, 215, 250, 300, 400), workers: int = 2, first_seed: int = 10,
+               show_jobs: bool = False) -> str:
+    """Jobs with a backhitch out of ``seeds`` 4 GB jobs per rate (seeds ``first_seed``,
+    ``first_seed`` + 1, ...), default buffer and block, unpaced and paced: how far the sweep's
+    three seeds generalise (``python benchmarks/bench_streaming.py --robustness [--seeds 100-129]``;
+    about a minute). ``show_jobs``: a last line per policy naming the backhitching jobs
+    (rate/seed), so a change can be checked for new ones, not only for counts."""
     default, block = default_agent_buffer(), default_block_size()
     points = [Point(default, block, rate * MB, 4_000_000_000, seed, paced=paced)
-              for rate in rates for paced in (False, True) for seed in range(10, 10 + seeds)]
+              for rate in rates for paced in (False, True) for seed in range(first_seed, first_seed + seeds)]
     runs = sweep(points, workers)
     lines = [f"{'MB/s in':>7} {'server':>8} {'jobs':>4} {'with backhitches':>16} {'backhitches':>11} "
              f"{'ideal server':>12} {'above ideal':>11} {'MB/s out':>8}"]
@@ -472,6 +475,11 @@ def robustness(seeds: int = 30, rates=(185, 200, 215, 250, 300, 400), workers: i
             lines.append(f"{rate:>7} {'paced' if paced else 'unpaced':>8} {len(mine):>4} "
                          f"{sum(1 for r in mine if r['backhitches']):>16} {total:>11} {excused:>12} "
                          f"{total - excused:>11} {_mean(r['throughput'] for r in mine) / MB:>8.0f}")
+    if show_jobs:
+        for paced in (False, True):
+            bad = [f"{r['mean_rate'] / MB:.0f}/{r['seed']}" for r in runs if r["paced"] == paced and r["backhitches"]]
+            lines.append(f"{'paced' if paced else 'unpaced'} jobs with backhitches (MB/s in/seed): "
+                         + (" ".join(bad) or "none"))
     return "\n".join(lines)
 
 
@@ -489,7 +497,14 @@ def _ratio(a: float, b: float) -> float:
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     if "--robustness" in sys.argv:
-        print(robustness())
+        first, count = 10, 30
+        if "--seeds" in sys.argv:  # --seeds 100-129: the seed range (inclusive), to check beyond 10-39
+            given = sys.argv[sys.argv.index("--seeds") + 1] if sys.argv.index("--seeds") + 1 < len(sys.argv) else ""
+            low, _, high = given.partition("-")
+            if not (low.isdigit() and (high or low).isdigit() and int(high or low) >= int(low)):
+                sys.exit(f"bench_streaming: --seeds wants a range FIRST-LAST such as 100-129, not {given!r}")
+            first, count = int(low), int(high or low) - int(low) + 1
+        print(robustness(seeds=count, first_seed=first, show_jobs=True))
         sys.exit(0)
     for row in run(quick="--quick" in sys.argv):
         print(row)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -15,7 +16,7 @@ from emulators.tape.drive import EmulatedDrive
 from emulators.tape.profiles import MEDIA
 from reference.runtime import Runtime
 from reference.server.devices import EmulatedDrives
-from reference.server.pacing import (PacedSession, PacingProfile, ProducerRate, pace_for_drive,
+from reference.server.pacing import (DriveBufferModel, PacedSession, PacingProfile, ProducerRate, pace_for_drive,
                                      pacing_for_drive, pacing_for_generation, pacing_for_timing)
 from reference.transfer import CommitReceipt, LocalSession, TransferAborted
 
@@ -129,6 +130,33 @@ def test_the_stall_reserve_goes_out_one_chunk_per_tick():
     assert times[-1] < 30  # the reserve was out before the stall ended
 
 
+def test_the_stall_reserve_is_capped_in_bytes_for_a_large_buffer():
+    """Rule 3 with a 4 MiB cap on a 256 MiB buffer: after the agent's burst only 4 chunks (the
+    cap at 4 MiB, not 20 % = 51 MiB) trickle out one per tick; with no cap all 51 would."""
+    def trickled(cap: int) -> int:
+        log = []
+        profile = PacingProfile(steps=LTO9.steps, reserve=0.2, tick_seconds=0.25, reserve_max_bytes=cap,
+                                pin_lowest_step=False)
+
+        async def job(clock):
+            session = PacedSession(LocalSession(1, 256 * MiB), clock, profile)
+
+            async def agent():
+                for _ in range(60):
+                    await session.send(bytes(MiB))
+                await asyncio.sleep(60)
+                await session.finish(None)
+
+            await asyncio.gather(agent(), drain(session, clock, log))
+
+        run(job)
+        times = [t for t, _ in log]
+        return sum(1 for a, b in zip(times, times[1:]) if b - a == pytest.approx(0.25))
+
+    assert 3 <= trickled(4 * MiB) <= 4
+    assert trickled(1 << 40) >= 40
+
+
 def drive_measured_rates(times: list[float], size: int, window: float) -> list[float]:
     """The host rate the drive measures at each write (``emulators/tape/timing.py``
     ``_host_rate``): bytes after the oldest write in the window over the time since it."""
@@ -201,6 +229,189 @@ def test_pacing_for_timing_takes_the_drives_rate_window():
     profile = pacing_for_timing(timing)
     assert profile.drive_window_seconds == timing.drive.rate_window_seconds
     assert profile.speed_margin == timing.drive.speed_margin
+
+
+def test_pacing_for_timing_models_the_drives_buffer():
+    """Rules 4 and 5 model the drive buffer from the drive's profile, for emulated drives and for
+    a real drive configured by generation alike."""
+    from emulators.tape.profiles import drive_profile, media_profile
+    from emulators.tape.timing import DriveTiming
+
+    timing = DriveTiming(VirtualClock(0.0), drive_profile("LTO-9"))
+    timing.set_media(media_profile("LTO-9"))
+    for profile in (pacing_for_timing(timing), pacing_for_generation("LTO-9")):
+        assert profile.drive_buffer_bytes == timing.drive.buffer_bytes
+        assert profile.restart_fill == timing.drive.restart_fill
+        assert profile.start_hold_seconds == 0.5 and profile.fill_while_stopped
+    assert LTO9.drive_buffer_bytes == 0  # no buffer size: no model, rules 4 and 5 off
+
+
+# -- the stopped drive and the start (rules 4 and 5) -------------------------------------------
+
+LTO9_DRIVE = PacingProfile(steps=MEDIA["LTO-9"].speed_steps, drive_buffer_bytes=1 << 30)
+"""LTO-9 pacing with the drive buffer modelled (1 GiB, the tape starts at half of it)."""
+
+
+def test_the_drive_model_starts_at_the_restart_fill_and_stops_when_dry():
+    """The pacer's model of the drive (rules 4, 5): the tape starts once the buffer holds the
+    restart fill, drains at the matched step and stops when the buffer runs dry; ``started_at``
+    keeps the first start."""
+    drive = DriveBufferModel(100, 0.5)
+    drive.deliver(0.0, 49, step=10.0)
+    assert not drive.streaming and drive.fill(5.0) == 49  # stopped: nothing drains
+    drive.deliver(5.0, 1, step=10.0)
+    assert drive.streaming and drive.started_at == 5.0
+    assert drive.fill(7.0) == pytest.approx(30)
+    assert drive.fill(20.0) == 0 and not drive.streaming  # ran dry at 10 s
+    drive.deliver(21.0, 60, step=10.0)
+    assert drive.streaming and drive.started_at == 5.0
+    drive.deliver(22.0, 100, step=10.0)
+    assert drive.fill(22.0) == 100  # never more than the buffer
+
+
+def bursts(profile: PacingProfile, chunk: int, counts: list[int], gap: float, buffer: int = 64 * MiB):
+    """Release times of bursts of ``counts[i]`` chunks (sent back to back), ``gap`` virtual
+    seconds apart, each burst starting once the previous one is out; and the session."""
+    log = []
+
+    async def job(clock):
+        session = PacedSession(LocalSession(1, buffer), clock, profile)
+
+        async def agent():
+            for i, count in enumerate(counts):
+                if i:
+                    while session._held:
+                        await asyncio.sleep(0.01)
+                    await asyncio.sleep(gap)
+                for _ in range(count):
+                    await session.send(bytes(chunk))
+            while session._held:
+                await asyncio.sleep(0.01)
+            await session.finish(None)
+
+        await asyncio.gather(agent(), drain(session, clock, log))
+        return session
+
+    session = run(job)
+    return [t for t, _ in log], session
+
+
+def test_a_stopped_drive_is_filled_unpaced():
+    """Rule 4: before the tape starts, a burst goes to the drive as it comes (here 100 MiB at
+    once, far below the 512 MiB start fill); without the rule it goes at the pinned ceiling."""
+    free, session = bursts(LTO9_DRIVE, MiB, [100], 0)
+    assert free == [0.0] * 100 and session.held_seconds == 0
+    assert not session.drive_model.streaming
+    paced, _ = bursts(replace(LTO9_DRIVE, fill_while_stopped=False), MiB, [100], 0)
+    assert paced[-1] > 0.95 * 99 * MiB / LTO9.ceiling(LTO9.floor_rate)  # the ceiling, and the reserve's ticks
+
+
+def test_the_last_agent_buffer_before_the_start_is_paced():
+    """Rule 4 ends where the drive buffer, the agent buffer and the chunk reach the start fill:
+    from there the chunks go at the pace (pinned by rule 5), so the drive's window has slowed
+    down when the tape starts."""
+    times, session = bursts(LTO9_DRIVE, 8 * MiB, [70], 0)  # 560 MiB: the tape starts at 512
+    free = [t for t in times if t == 0.0]
+    assert 8 * MiB * len(free) + 64 * MiB >= 512 * MiB - 8 * MiB  # unpaced up to the agent buffer's worth
+    assert len(free) < 70 and times[-1] > 0.5
+    assert session.drive_model.started_at is not None
+    # the pinned stretch resumes at the pinned pace (``_count_as_pinned``), not after the 450 MiB
+    # burst has left the drive's 2 s window (about 2.2 s with the tape stopped)
+    assert times[len(free)] < 0.5
+
+
+def test_after_the_tape_ran_dry_the_drive_is_filled_unpaced_again():
+    """Rule 4 after a stop: the modelled tape started, drained its buffer during a long stall
+    and stopped; the next burst goes as it comes, not at the pace."""
+    profile = replace(LTO9_DRIVE, prior_seconds=0.0)  # the estimate follows the bursts: unpinned
+    times, session = bursts(profile, 8 * MiB, [70, 10], gap=20.0)
+    assert session.drive_model.started_at is not None and times[70] > 20
+    assert times[70:] == [times[70]] * 10
+    paced, _ = bursts(replace(profile, fill_while_stopped=False), 8 * MiB, [70, 10], gap=20.0)
+    assert paced[-1] - paced[70] > 0.1
+
+
+def measured_rates(profile, times):
+    return drive_measured_rates(times, MiB, profile.drive_window_seconds)
+
+
+def fast_start(profile: PacingProfile):
+    """A 1000 MB/s producer (1 MiB per ms, 2000 chunks) against a drive with a 128 MiB buffer,
+    rule 4 off so that only the start-up hold (rule 5) shapes the start; a short prior, so the
+    estimate leaves the lowest step's band within a fraction of a second."""
+    profile = replace(profile, drive_buffer_bytes=128 * MiB, fill_while_stopped=False, prior_seconds=0.5,
+                      reserve=0.0)
+    log = []
+
+    async def job(clock):
+        session = PacedSession(LocalSession(1, 32 * MiB), clock, profile)
+
+        async def agent():
+            for _ in range(2000):
+                await session.send(bytes(MiB))
+                await asyncio.sleep(0.001)
+            await session.finish(None)
+
+        await asyncio.gather(agent(), drain(session, clock, log))
+        return session
+
+    session = run(job)
+    return [t for t, _ in log], session
+
+
+def test_the_lowest_step_is_held_after_the_tape_starts():
+    """Rule 5: until ``start_hold_seconds`` after the modelled tape starts, the drive measures at
+    most the pinned ceiling at every write, although the producer offers 1000 MB/s; after the
+    hold the normal rules let the rate up."""
+    profile = replace(LTO9_DRIVE, start_hold_seconds=2.0)
+    times, session = fast_start(profile)
+    started = session.drive_model.started_at
+    assert started is not None
+    rates = measured_rates(profile, times)
+    held = [r for t, r in zip(times[1:], rates[1:]) if t < started + 2.0]
+    assert len(held) > 100 and max(held) <= LTO9.ceiling(LTO9.floor_rate) * 1.001
+    after = [r for t, r in zip(times, rates) if t > started + 2.5]
+    assert max(after) > 2 * LTO9.ceiling(LTO9.floor_rate)
+
+
+def test_the_start_hold_ends_on_time():
+    """Rule 5 lasts ``start_hold_seconds``: a 2000 MB/s producer fills the stopped drive (rule 4),
+    the pinned stretch before the start waits for that burst to leave the drive's window, and
+    then takes a catch-up burst; the pinned wait that burst's budget asks for ends with the hold
+    (without that it stretched the hold by another 1.5 s, the tape at the lowest step)."""
+    log = []
+
+    async def job(clock):
+        session = PacedSession(LocalSession(1, 64 * MiB), clock, LTO9_DRIVE)
+
+        async def agent():
+            for _ in range(1200):
+                await session.send(bytes(MiB))
+                await asyncio.sleep(0.0005)
+            await session.finish(None)
+
+        await asyncio.gather(agent(), drain(session, clock, log))
+        return session
+
+    session = run(job)
+    times = [t for t, _ in log]
+    hold_ends = session.drive_model.started_at + LTO9_DRIVE.start_hold_seconds
+    waits_after = [b - a for a, b in zip(times, times[1:]) if b > hold_ends]
+    assert max(waits_after) < 0.35 and times[-1] < hold_ends + 0.5
+
+
+def test_no_start_hold_is_the_pacer_without_rules_4_and_5():
+    """``start_hold_seconds=0`` (with rule 4 off) gives the pacer without the drive model: the
+    same release times as a profile with no drive buffer; and the fast producer's rate reaches
+    the drive during what would be the hold."""
+    profile = replace(LTO9_DRIVE, start_hold_seconds=0.0)
+    times, session = fast_start(profile)
+    unmodelled, _ = fast_start(replace(profile, drive_buffer_bytes=0))
+    assert times == unmodelled
+    started = session.drive_model.started_at
+    rates = measured_rates(profile, times)
+    early = [r for t, r in zip(times[1:], rates[1:]) if t < started + 2.0]
+    assert max(early) > 2 * LTO9.ceiling(LTO9.floor_rate)
 
 
 def test_a_small_agent_buffer_is_never_pinned():
@@ -314,13 +525,16 @@ def test_a_server_failure_reaches_a_waiting_agent():
     reserve=st.sampled_from([0.0, 0.1, 0.5]),
     pin=st.booleans(),
     end=st.sampled_from(["finish", "abort"]),
+    drive_buffer=st.sampled_from([0, 2 * MiB, 16 * MiB]),
+    start_hold=st.sampled_from([0.0, 0.5]),
 )
 def test_every_chunk_arrives_once_in_order_and_the_set_ends(sizes, send_delays, server_delays, buffer, floor,
-                                                            reserve, pin, end):
-    """Whatever the pace, buffer and timing: no chunk lost, duplicated or reordered; the agent's
-    finish returns the receipt (or abort ends the set); nothing deadlocks."""
+                                                            reserve, pin, end, drive_buffer, start_hold):
+    """Whatever the pace, buffer, timing and modelled drive (rules 4, 5): no chunk lost,
+    duplicated or reordered; the agent's finish returns the receipt (or abort ends the set);
+    nothing deadlocks."""
     profile = PacingProfile(steps=(floor, floor * 1.2, floor * 1.5), reserve=reserve, pin_lowest_step=pin,
-                            pin_min_buffer=0)
+                            pin_min_buffer=0, drive_buffer_bytes=drive_buffer, start_hold_seconds=start_hold)
     sent = [bytes([i % 251]) * size for i, size in enumerate(sizes)]
     log = []
 
@@ -397,7 +611,8 @@ def test_pacing_engages_only_for_a_drive_that_matches_speed():
     untimed = EmulatedDrive("LTO-9", name="nst1")
     timed.timing.set_media(MEDIA["LTO-9"])
     drives = EmulatedDrives({0: timed, 1: untimed})
-    assert pacing_for_drive(drives, 0) == PacingProfile(steps=MEDIA["LTO-9"].speed_steps, speed_margin=0.95)
+    assert pacing_for_drive(drives, 0) == PacingProfile(steps=MEDIA["LTO-9"].speed_steps, speed_margin=0.95,
+                                                        drive_buffer_bytes=1 << 30, restart_fill=0.5)
     assert pacing_for_drive(drives, 1) is None          # no timing: the backup benchmark's drives
     assert pacing_for_drive(drives, 0, "off") is None
     assert pacing_for_drive(drives, 1, "LTO-9") == pacing_for_generation("LTO-9")  # a real drive, configured
@@ -477,7 +692,10 @@ def test_the_server_paces_a_timed_drive_and_the_set_reads_back_bit_exact(tmp_pat
     server.open_session = spy
     files = {"DB1/priv1.edb": payload(1, 9 * MB), "Log Files/E0000000A.log": payload(3, 1 << 20)}
     receipt = runtime.run(agent_backup(server, "SG1", files))
-    assert isinstance(opened[0], PacedSession) and opened[0].held_seconds > 0
+    paced = opened[0]
+    assert isinstance(paced, PacedSession) and paced.profile.drive_buffer_bytes == 1 << 30
+    # 10 MB never fill the 1 GiB drive buffer to its start fill: rule 4 sends them as they come
+    assert paced.drive_model.started_at is None and paced.held_seconds == 0
     assert receipt.barcodes == ("000001L9", "000002L9")
     reader = MediaReader(catalog, media)
     try:
