@@ -381,8 +381,9 @@ class StorageGroupBackup:
 class _Pipeline:
     """Reads one file into the transfer buffers, hashing each piece while the next is read.
 
-    Three stages run at once in production: an Exchange read (worker thread), the SHA-256 and
-    CSUM of the piece read before it (another worker thread; ``hashlib`` releases the GIL) and,
+    Three stages run at once in production: an Exchange read (worker thread), the hashes of the
+    piece read before it (SHA-256 on one worker thread, CSUM + XXH3-128 on another: SHA-256 is
+    the slowest stage, so nothing else is put behind it; both release the GIL) and,
     on the server's side, the tape write of an earlier buffer. The hash and the tape write only
     read a buffer, so a full buffer is sent while its last piece is still being hashed; the one
     thing that must wait is writing into that memory again (the pool lent the buffer out anew,
@@ -414,7 +415,8 @@ class _Pipeline:
                 self.stream.hash_data(data)
             else:
                 self._hashed_in = (memory, start + count)
-                self.hashing = asyncio.ensure_future(runtime.call(self.stream.hash_data, data))
+                self.hashing = asyncio.gather(runtime.call(self.stream.hash_strong, data),
+                                              runtime.call(self.stream.hash_fast, data))
         return count
 
     async def settle(self) -> None:

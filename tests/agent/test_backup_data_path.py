@@ -1,7 +1,8 @@
 """The backup data path on the real clock (issue 10 items 1, 2, 4): Exchange reads straight into
-the session's transfer buffers, SHA-256 of each piece on another thread while the next is read,
-buffers lent to the server without a copy and recycled. Whatever the timing, every byte that was
-hashed is the byte that went to tape: a restore (which checks every SHA-256) gives the mail back.
+the session's transfer buffers, SHA-256 (and, on a third thread, CSUM + XXH3-128) of each piece
+while the next is read, buffers lent to the server without a copy and recycled. Whatever the
+timing, every byte that was hashed is the byte that went to tape: a restore (which checks the
+XXH3-128) gives the mail back and ``verify`` (SHA-256, CSUM) finds the media right.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from emulators.exchange.workload import populate
 from reference.agent.database_backup import StorageGroupBackup
 from reference.format.writer import FileStream
 from reference.jobs import backup_storage_groups, restore_storage_group
+from reference.server.readback import MediaReader
 from reference.server.site import create_site, open_site
 from reference.transfer import LocalSession
 
@@ -62,14 +64,17 @@ def test_slow_hashing_and_recycled_buffers_still_put_the_hashed_bytes_on_tape(tm
                                                                              lend):
     """A tiny pool (buffers come round again within a file), or one reused buffer, and a hash
     that lags behind the reads: the agent must finish a piece's hash before its memory is read
-    into again. A set that spans cartridges restores bit-exact."""
-    real_hash = FileStream.hash_data
+    into again. A set that spans cartridges restores bit-exact (XXH3-128 checked) and verifies
+    (SHA-256 and CSUM of the media against the data): both hashes, on their two threads, saw the
+    bytes that went to tape."""
+    for part in ("hash_strong", "hash_fast"):
+        real = getattr(FileStream, part)
 
-    def slow_hash(self, data):
-        time.sleep(0.001)  # the tape write and the next read get ahead of the hash
-        real_hash(self, data)
+        def slow(self, data, real=real):
+            time.sleep(0.001)  # the tape write and the next read get ahead of the hash
+            real(self, data)
 
-    monkeypatch.setattr(FileStream, "hash_data", slow_hash)
+        monkeypatch.setattr(FileStream, part, slow)
     exchange, site = _site(tmp_path / "site", max_buffered)
     try:
         api = exchange.backup_api()
@@ -87,6 +92,12 @@ def test_slow_hashing_and_recycled_buffers_still_put_the_hashed_bytes_on_tape(tm
 
         result = site.runtime.run(backup())
         assert result.status == "ok" and len(result.receipt.barcodes) >= 2
+        reader = MediaReader(site.catalog, site.media)
+        try:
+            report = reader.verify()
+        finally:
+            reader.close()
+        assert report.ok, [str(p) for p in report.problems]
         truth = _mail(exchange)
         for db in exchange.storage_group(SG1).databases:
             exchange.dismount(SG1, db.name)
