@@ -42,7 +42,6 @@ def run(rounds: int = 4, mib: int = 1024) -> dict[str, list[float]]:
                 blank["on"] = check == "sha256"
                 seconds, restored, cartridge = bench_backup.restore_once(exchange, work / "site")
                 figures[check].append(restored / seconds / 1e6)
-            bench_backup.settle()
             seconds = max(1e-6, bench_backup.dd_copy([cartridge], copy) - dd_start)
             figures["dd"].append(cartridge.stat().st_size / seconds / 1e6)
             print({k: round(v[-1]) for k, v in figures.items()}, "MB/s", flush=True)

@@ -111,7 +111,9 @@ def test_baselines_copy_the_same_files(tiny_exchange, tmp_path):
     files = bench_backup.backup_files(tiny_exchange)
     assert files[0].suffix == ".edb" and any(p.suffix == ".log" for p in files)
     assert bench_backup.dd_copy(files, tmp_path / "copy") > 0
-    assert not (tmp_path / "copy").exists()
+    assert sorted(p.name for p in (tmp_path / "copy").iterdir()) == sorted(p.name for p in files)
+    assert bench_backup.dd_copy(files[:1], tmp_path / "copy") > 0  # the previous copy is gone first
+    assert [p.name for p in (tmp_path / "copy").iterdir()] == [files[0].name]
     assert bench_backup.cat_null(files) > 0
 
 
