@@ -6,8 +6,10 @@ Exchange emulator's backup API (every page verified), packages MTF, and streams 
 server's ``open_session`` (LocalSession, 64 MiB bounded buffer) to the media writer and an
 emulated LTO-9 drive writing a SIMH cartridge file, then commits the catalog.
 
-1. **to cartridge** — MB/s of database + log bytes, against ``dd bs=1M`` copying the same files on
-   the same filesystem (target: ratio >= 0.85);
+1. **to cartridge** — MB/s of database + log bytes, against ``dd bs=1M`` copying exactly the files
+   that backup read (its catalog rows) on the same filesystem, each into a new file of its own
+   (target: ratio >= 0.85); and, for information, against that ``dd`` plus SHA-256 of the same
+   files (the digest the MTF writer profile puts on every object);
 2. **to a discarding drive** (benchmarks/discard.py) — the same with the tape device dropping the
    data, against ``cat`` of the same files to /dev/null (target: value >= 400 MB/s, an LTO-9 must
    never wait for the software);
@@ -24,9 +26,10 @@ emulated LTO-9 drive writing a SIMH cartridge file, then commits the catalog.
    (peak minus what was resident when it started) is reported too.
 
 Backups are ``copy`` level (full read, logs not truncated) so every repetition reads the same files.
-Best of a few repetitions, alternating with the baseline. Every timed run (ours and the baseline's)
-starts with no dirty pages (:func:`settle`): otherwise whichever runs second pays for writing back
-the first one's gigabyte, which made the dd baseline swing 0.4-4.5 GB/s. ``quick``: tiny databases, one repetition.
+Best of a few repetitions, alternating with the baseline (``DD_TRIES`` dd copies per round). Every
+timed run (ours and the baseline's) starts with no dirty pages (:func:`settle`), and each deletes
+its previous output just before it starts (the backup its site, dd its copy). Why all this:
+docs/performance.md, "The backup's baseline, corrected". ``quick``: tiny databases, one repetition.
 """
 
 from __future__ import annotations
