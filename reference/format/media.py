@@ -498,7 +498,10 @@ class MediaWriter:
             cbid += 1
         spanned = [self._spanned[k] for k in sorted(self._spanned)]
         target = self.target
-        self._retry(target.write_filemark)
+        # Immediate: the ESET and the set's closing filemark follow at once, and that last one
+        # synchronises (the data is on the medium before anyone catalogs it); a synchronising
+        # filemark here too would stop the tape once more per set for nothing.
+        self._retry(lambda: target.write_filemark(immediate=True))
         eset = build_eset(info, cbid, spanned, block_size=self.P, flb=self.flb,
                           corrupt=info.corrupt_files)
         try:

@@ -27,8 +27,11 @@ class TapeTarget:
         if n != len(block):
             raise OSError(errno.EIO, f"short write {n} of {len(block)} on {self.device.name}")
 
-    def write_filemark(self) -> None:
-        self.device.mtop(MtOp.MTWEOF, 1)
+    def write_filemark(self, immediate: bool = False) -> None:
+        """``immediate``: MTWEOFI, the filemark is queued behind the buffered data and the drive
+        keeps streaming; MTWEOF synchronises: everything is on the medium when it returns, and
+        the tape stops (a backhitch before the next write)."""
+        self.device.mtop(MtOp.MTWEOFI if immediate else MtOp.MTWEOF, 1)
 
     def pba(self) -> int:
         return self.device.tell()
@@ -62,7 +65,8 @@ class BkfTarget:
     def pba(self) -> int:
         return self.file.tell() // self.block_size
 
-    def write_filemark(self) -> None:
+    def write_filemark(self, immediate: bool = False) -> None:
+        """A soft filemark (SFMB block); ``immediate`` means nothing on a disk image."""
         pba = self.pba()
         entries = (self.block_size - 60) // 8
         prev = list(reversed(self.filemarks))[:entries]

@@ -198,10 +198,11 @@ class RecordingDevice:
         return found
 
     def mtop(self, op, count: int = 1) -> None:
-        if op == MtOp.MTWEOF:
+        filemark = op in (MtOp.MTWEOF, MtOp.MTWEOFI)
+        if filemark:
             self._note_early_warning()  # st clears EOT once the filemark is written
         self.device.mtop(op, count)
-        if op == MtOp.MTWEOF:
+        if filemark:
             self.pos += count
             self.fileno += count
         elif op != MtOp.MTNOP:
