@@ -216,9 +216,18 @@ class DataSetWriter:
         self._open = FileStream(self, record, prefix)
         return self._open
 
-    def add_file(self, name: str, size: int, data, **attrs) -> FileRecord:
-        """Write a whole object from bytes, a binary reader (``readinto``/``read``) or chunks."""
+    def add_file(self, name: str, size: int, data, *, sha256: bytes | None = None, **attrs) -> FileRecord:
+        """Write a whole object from bytes, a binary reader (``readinto``/``read``) or chunks.
+
+        ``sha256``: the SHA-256 of ``data`` when the caller has just computed it over these very
+        bytes (``data`` must then be ``bytes``, which cannot change under it): it becomes the
+        object's XSHA without hashing the bytes a second time (a mailbox set hashes every body
+        for single-instance storage before it is written)."""
+        if sha256 is not None and (type(data) is not bytes or len(sha256) != 32):
+            raise TypeError("a known SHA-256 needs the object as bytes and a 32-byte digest")
         with self.open_file(name, size, **attrs) as f:
+            if sha256 is not None and f._sha is not None:
+                f._sha, f._known_sha256 = None, sha256
             if isinstance(data, (bytes, bytearray, memoryview)):
                 f.write(data)
             elif hasattr(data, "readinto"):
@@ -260,6 +269,7 @@ class FileStream:
         self._written = 0
         self._xor = Xor32()
         self._sha = hashlib.sha256() if writer._sha else None
+        self._known_sha256 = b""  # set by DataSetWriter.add_file(sha256=...) instead of _sha
         self._xxh3 = xxhash.xxh3_128()
         self._hashed = 0
         self._closed = False
@@ -333,7 +343,7 @@ class FileStream:
         self._closed = True
         rec = self.record
         rec.csum = self._xor.value()
-        rec.sha256 = self._sha.digest() if self._sha is not None else b""
+        rec.sha256 = self._sha.digest() if self._sha is not None else self._known_sha256
         rec.xxh3 = self._xxh3.digest()
         w = self._w
         pos = w._out.offset % w.flb

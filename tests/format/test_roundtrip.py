@@ -1,13 +1,17 @@
 """Writer -> .bkf -> reader round trips (spec mtf.md §7.2 disk layout, §7.12 writer profile)."""
 
+import datetime as dt
+import hashlib
 import random
 import struct
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mtf_helpers import Obj, read_media, recovered, write_bkf
 from reference.format import mtf_structs as m
+from reference.format.writer import DataSetWriter
 
 
 @st.composite
@@ -185,3 +189,22 @@ def test_7_12_rule_3_volb_metadata_beyond_one_flb_is_flagged(caplog, tmp_path):
     with pytest.raises(ValueError):
         w2 = DataSetWriter(io.BytesIO())
         w2.begin_volume("C:\\")
+
+
+@settings(max_examples=20)
+@given(st.binary(max_size=5000))
+def test_a_known_sha256_writes_the_same_set_as_hashing_the_bytes(data):
+    """``add_file(sha256=...)`` (a mailbox body hashed for single-instance storage just before)
+    gives byte for byte the set the writer gives when it hashes the body itself."""
+    def one_set(**known) -> tuple[bytes, bytes]:
+        out = bytearray()
+        w = DataSetWriter(out.extend, name="job", write_date=dt.datetime(2026, 11, 26, 9, 0, 0))
+        w.begin_volume("Mailboxes", "user", "EXCH01")
+        w.begin_directory(["Inbox"])
+        record = w.add_file("1.eml", len(data), data, **known)
+        w.end()
+        return bytes(out), record.sha256
+
+    assert one_set(sha256=hashlib.sha256(data).digest()) == one_set()
+    with pytest.raises(TypeError):
+        DataSetWriter(bytearray().extend).add_file("x", 1, bytearray(b"x"), sha256=bytes(32))

@@ -94,7 +94,7 @@ def write_brick_set(objects: Iterable[BrickObject], writer) -> WriteSummary:
         if obj.kind == ITEM and obj.meta.get("stored"):
             data = obj.load_content()
             body_name = f"{seq:08d}.eml"
-            writer.add_file(body_name, len(data), data)
+            writer.add_file(body_name, len(data), data, sha256=bytes.fromhex(obj.meta["sha256"]))
             record["body"] = body_name
             summary.bodies += 1
             summary.body_bytes += len(data)
