@@ -275,13 +275,7 @@ class FileStream:
         self._closed = False
 
     def write(self, chunk) -> int:
-        if self._closed:
-            raise ValueError("write to a closed object")
-        n = len(chunk)
-        if self._written + n > self.record.size:
-            raise CorruptDataError(
-                f"object grew beyond its declared size {self.record.size} "
-                f"(got {self._written + n} bytes)", where=self.record.name)
+        n = self._admit(chunk)
         if n:
             self.hash_data(chunk)
             self._w._out(chunk)
@@ -297,6 +291,16 @@ class FileStream:
         ``hash_now=False`` leaves the CSUM/SHA-256 to a later :meth:`hash_data` call (so a caller
         can hash on another thread while it reads the next piece): every such piece must be
         passed to ``hash_data``, in order, before :meth:`close` (which checks)."""
+        n = self._admit(data)
+        if n:
+            if hash_now:
+                self.hash_data(data)
+            self._w._out.commit(data)
+            self._written += n
+        return n
+
+    def _admit(self, data) -> int:
+        """The length of ``data``, after checking the object is open and has room for it."""
         if self._closed:
             raise ValueError("write to a closed object")
         n = len(data)
@@ -304,11 +308,6 @@ class FileStream:
             raise CorruptDataError(
                 f"object grew beyond its declared size {self.record.size} "
                 f"(got {self._written + n} bytes)", where=self.record.name)
-        if n:
-            if hash_now:
-                self.hash_data(data)
-            self._w._out.commit(data)
-            self._written += n
         return n
 
     def hash_data(self, data) -> None:
