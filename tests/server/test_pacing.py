@@ -47,6 +47,31 @@ async def drain(session, clock, log, commit=True):
         session.commit(CommitReceipt(1, ("A00001L9",), sum(len(c) for _, c in log)))
 
 
+def steady(profile: PacingProfile, buffered: int, chunks: int, interval: float = 0.0, stall: float = 0.0):
+    """An agent that sends ``chunks`` of 1 MiB, ``interval`` apart, then stalls ``stall`` seconds
+    and ends the set, through a paced session with ``buffered`` bytes of agent buffer; returns
+    the virtual times the server received each chunk, and the session."""
+    log = []
+
+    async def job(clock):
+        session = PacedSession(LocalSession(1, buffered), clock, profile)
+
+        async def agent():
+            for _ in range(chunks):
+                await session.send(bytes(MiB))
+                if interval:
+                    await asyncio.sleep(interval)
+            if stall:
+                await asyncio.sleep(stall)
+            await session.finish(None)
+
+        await asyncio.gather(agent(), drain(session, clock, log))
+        return session
+
+    session = run(job)
+    return [t for t, _ in log], session
+
+
 # -- the drive's speed matching as the pacer assumes it --------------------------------------
 
 
@@ -83,22 +108,7 @@ def test_producer_rate_starts_at_the_prior_and_converges_to_the_mean():
 def test_pinned_near_the_floor_chunks_go_out_at_the_ceiling():
     """A burst from a producer believed to run at the lowest step: the server gets the chunks at
     the pinned ceiling (about 211 MB/s for LTO-9), not at once."""
-    log = []
-
-    async def job(clock):
-        session = PacedSession(LocalSession(1, 64 * MiB), clock, LTO9)
-
-        async def agent():
-            for _ in range(40):
-                await session.send(bytes(MiB))
-            await asyncio.sleep(10)  # a long stall, then the end of the set
-            await session.finish(None)
-
-        await asyncio.gather(agent(), drain(session, clock, log))
-        return session
-
-    session = run(job)
-    times = [t for t, _ in log]
+    times, session = steady(LTO9, 64 * MiB, 40, stall=10)  # a long stall, then the end of the set
     gaps = [b - a for a, b in zip(times, times[1:])]
     ceiling = LTO9.ceiling(LTO9.floor_rate)
     paced = gaps[:25]  # before the stall reserve (the last 20 % of the buffer)
@@ -109,22 +119,8 @@ def test_pinned_near_the_floor_chunks_go_out_at_the_ceiling():
 def test_the_stall_reserve_goes_out_one_chunk_per_tick():
     """Rule 3: the last part of the buffer trickles out during a stall, so the drive keeps seeing
     writes (and the falling host rate) instead of a silence at the burst's speed."""
-    log = []
     profile = PacingProfile(steps=LTO9.steps, reserve=0.5, tick_seconds=0.25)
-
-    async def job(clock):
-        session = PacedSession(LocalSession(1, 8 * MiB), clock, profile)
-
-        async def agent():
-            for _ in range(8):
-                await session.send(bytes(MiB))
-            await asyncio.sleep(30)
-            await session.finish(None)
-
-        await asyncio.gather(agent(), drain(session, clock, log))
-
-    run(job)
-    times = [t for t, _ in log]
+    times, _session = steady(profile, 8 * MiB, 8, stall=30)
     gaps = [b - a for a, b in zip(times, times[1:])]
     assert sum(1 for g in gaps if g == pytest.approx(0.25)) >= 3
     assert times[-1] < 30  # the reserve was out before the stall ended
@@ -134,23 +130,9 @@ def test_the_stall_reserve_is_capped_in_bytes_for_a_large_buffer():
     """Rule 3 with a 4 MiB cap on a 256 MiB buffer: after the agent's burst only 4 chunks (the
     cap at 4 MiB, not 20 % = 51 MiB) trickle out one per tick; with no cap all 51 would."""
     def trickled(cap: int) -> int:
-        log = []
         profile = PacingProfile(steps=LTO9.steps, reserve=0.2, tick_seconds=0.25, reserve_max_bytes=cap,
                                 pin_lowest_step=False)
-
-        async def job(clock):
-            session = PacedSession(LocalSession(1, 256 * MiB), clock, profile)
-
-            async def agent():
-                for _ in range(60):
-                    await session.send(bytes(MiB))
-                await asyncio.sleep(60)
-                await session.finish(None)
-
-            await asyncio.gather(agent(), drain(session, clock, log))
-
-        run(job)
-        times = [t for t, _ in log]
+        times, _session = steady(profile, 256 * MiB, 60, stall=60)
         return sum(1 for a, b in zip(times, times[1:]) if b - a == pytest.approx(0.25))
 
     assert 3 <= trickled(4 * MiB) <= 4
@@ -341,22 +323,7 @@ def fast_start(profile: PacingProfile):
     estimate leaves the lowest step's band within a fraction of a second."""
     profile = replace(profile, drive_buffer_bytes=128 * MiB, fill_while_stopped=False, prior_seconds=0.5,
                       reserve=0.0)
-    log = []
-
-    async def job(clock):
-        session = PacedSession(LocalSession(1, 32 * MiB), clock, profile)
-
-        async def agent():
-            for _ in range(2000):
-                await session.send(bytes(MiB))
-                await asyncio.sleep(0.001)
-            await session.finish(None)
-
-        await asyncio.gather(agent(), drain(session, clock, log))
-        return session
-
-    session = run(job)
-    return [t for t, _ in log], session
+    return steady(profile, 32 * MiB, 2000, interval=0.001)
 
 
 def test_the_lowest_step_is_held_after_the_tape_starts():
@@ -379,22 +346,7 @@ def test_the_start_hold_ends_on_time():
     the pinned stretch before the start waits for that burst to leave the drive's window, and
     then takes a catch-up burst; the pinned wait that burst's budget asks for ends with the hold
     (without that it stretched the hold by another 1.5 s, the tape at the lowest step)."""
-    log = []
-
-    async def job(clock):
-        session = PacedSession(LocalSession(1, 64 * MiB), clock, LTO9_DRIVE)
-
-        async def agent():
-            for _ in range(1200):
-                await session.send(bytes(MiB))
-                await asyncio.sleep(0.0005)
-            await session.finish(None)
-
-        await asyncio.gather(agent(), drain(session, clock, log))
-        return session
-
-    session = run(job)
-    times = [t for t, _ in log]
+    times, session = steady(LTO9_DRIVE, 64 * MiB, 1200, interval=0.0005)
     hold_ends = session.drive_model.started_at + LTO9_DRIVE.start_hold_seconds
     waits_after = [b - a for a, b in zip(times, times[1:]) if b > hold_ends]
     assert max(waits_after) < 0.35 and times[-1] < hold_ends + 0.5
